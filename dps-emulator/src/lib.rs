@@ -1,0 +1,1 @@
+//! dps-emulator: placeholder.

@@ -1,0 +1,2 @@
+//! prov_mqtt_transport: placeholder while the workspace is laid out.
+#![deny(unsafe_code)]
