@@ -1,0 +1,17 @@
+//! The DPS protocol over MQTT as pure functions: topics, `$rid`, retry-after, the MQTT user name,
+//! and what a reply's status and body say. No I/O and no state.
+#![forbid(unsafe_code)]
+
+pub mod body;
+pub mod retry_after;
+pub mod topic;
+pub mod username;
+
+/// The one subscription DPS supports.
+pub const RESPONSE_FILTER: &str = "$dps/registrations/res/#";
+/// DPS refuses messages over 96 KB; we refuse to read bigger packets too.
+pub const MAX_PACKET: usize = 96 * 1024;
+/// The client version the SDK's transport reports (`PROV_DEVICE_CLIENT_VERSION`).
+pub const CLIENT_VERSION: &str = "1.15.0";
+/// The status from which a reply is transient (`PROV_STATUS_CODE_TRANSIENT_ERROR`).
+pub const TRANSIENT_STATUS: u16 = 429;

@@ -1,0 +1,237 @@
+//! Calls into the caller's C callbacks, and what they hand back: copy, then `free`. Every call
+//! here happens with no lock held, so a callback may call `close` or `destroy`.
+
+use std::ffi::{CStr, CString};
+use std::os::raw::{c_char, c_int, c_void};
+use std::ptr::{self, NonNull};
+use std::time::Instant;
+
+use once_cell::sync::Lazy;
+
+use super::handle::Handle;
+use super::types::*;
+use crate::secret::Secret;
+use crate::session::{Callout, Outcome, Parsed, ReplyStatus};
+
+/// Runs every callout the handle has, in order, re-checking the handle after each callback.
+pub fn run_callouts(h: &Handle) {
+    while h.is_live() {
+        let Some(callout) = h.core.lock().poll(Instant::now()) else { return };
+        let cbs = h.callbacks();
+        match callout {
+            Callout::Status { status, retry_after } => status_cb(&cbs, status, retry_after),
+            Callout::Credentials(ticket) => {
+                let token = challenge(h, &cbs);
+                h.core.lock().credentials(ticket, Instant::now(), token);
+            }
+            Callout::Payload(ticket) => {
+                let body = create_json(&cbs);
+                h.core.lock().payload(ticket, Instant::now(), body);
+            }
+            Callout::Parse { ticket, json } => {
+                let info = parse(&cbs, &json);
+                let parsed = info.as_ref().map(JsonInfo::parsed);
+                let outcome = h.core.lock().parsed(ticket, parsed);
+                match (outcome, &info) {
+                    (Outcome::Assigned, Some(info)) => data_cb(
+                        &cbs,
+                        PROV_DEVICE_TRANSPORT_RESULT::PROV_DEVICE_TRANSPORT_RESULT_OK,
+                        info.field(|i| i.authorization_key),
+                        info.field(|i| i.iothub_uri),
+                        info.field(|i| i.device_id),
+                    ),
+                    (Outcome::Status { status, retry_after }, _) => status_cb(&cbs, status, retry_after),
+                    _ => {}
+                }
+                drop(info); // frees the record after the callback, by its status
+            }
+            Callout::KeyFail => error_cb(&cbs, PROV_DEVICE_TRANSPORT_ERROR::PROV_DEVICE_ERROR_KEY_FAIL),
+            Callout::KeyUnauthorized => {
+                error_cb(&cbs, PROV_DEVICE_TRANSPORT_ERROR::PROV_DEVICE_ERROR_KEY_UNAUTHORIZED)
+            }
+            Callout::Failed => data_cb(
+                &cbs,
+                PROV_DEVICE_TRANSPORT_RESULT::PROV_DEVICE_TRANSPORT_RESULT_ERROR,
+                ptr::null_mut(),
+                ptr::null_mut(),
+                ptr::null_mut(),
+            ),
+        }
+    }
+}
+
+fn to_c_status(s: ReplyStatus) -> PROV_DEVICE_TRANSPORT_STATUS {
+    use PROV_DEVICE_TRANSPORT_STATUS::*;
+    match s {
+        ReplyStatus::Connected => PROV_DEVICE_TRANSPORT_STATUS_CONNECTED,
+        ReplyStatus::Authenticated => PROV_DEVICE_TRANSPORT_STATUS_AUTHENTICATED,
+        ReplyStatus::Unassigned => PROV_DEVICE_TRANSPORT_STATUS_UNASSIGNED,
+        ReplyStatus::Assigning => PROV_DEVICE_TRANSPORT_STATUS_ASSIGNING,
+        ReplyStatus::Assigned => PROV_DEVICE_TRANSPORT_STATUS_ASSIGNED,
+        ReplyStatus::Blacklisted => PROV_DEVICE_TRANSPORT_STATUS_BLACKLISTED,
+        ReplyStatus::Transient => PROV_DEVICE_TRANSPORT_STATUS_TRANSIENT,
+        ReplyStatus::Error => PROV_DEVICE_TRANSPORT_STATUS_ERROR,
+        ReplyStatus::Disabled => PROV_DEVICE_TRANSPORT_STATUS_DISABLED,
+    }
+}
+
+fn from_c_status(raw: c_int) -> Option<ReplyStatus> {
+    const ALL: [ReplyStatus; 9] = [
+        ReplyStatus::Connected,
+        ReplyStatus::Authenticated,
+        ReplyStatus::Unassigned,
+        ReplyStatus::Assigning,
+        ReplyStatus::Assigned,
+        ReplyStatus::Blacklisted,
+        ReplyStatus::Transient,
+        ReplyStatus::Error,
+        ReplyStatus::Disabled,
+    ];
+    usize::try_from(raw).ok().and_then(|i| ALL.get(i).copied())
+}
+
+fn status_cb(cbs: &Callbacks, status: ReplyStatus, retry_after: u32) {
+    if let Some(f) = cbs.status_cb {
+        // SAFETY: the caller registered this function with this context in open.
+        unsafe { f(to_c_status(status), retry_after, cbs.status_ctx) }
+    }
+}
+
+fn data_cb(
+    cbs: &Callbacks,
+    result: PROV_DEVICE_TRANSPORT_RESULT,
+    key: BUFFER_HANDLE,
+    hub: *const c_char,
+    device: *const c_char,
+) {
+    if let Some(f) = cbs.data_cb {
+        // SAFETY: registered in open; the strings stay valid until after the call returns.
+        unsafe { f(result, key, hub, device, cbs.user_ctx) }
+    }
+}
+
+fn error_cb(cbs: &Callbacks, error: PROV_DEVICE_TRANSPORT_ERROR) {
+    if let Some(f) = cbs.error_cb {
+        // SAFETY: registered in create (NULL is allowed and skipped).
+        unsafe { f(error, cbs.error_ctx) }
+    }
+}
+
+use super::handle::Callbacks;
+
+/// Copies a `malloc`ed C string handed to us, then frees it.
+///
+/// # Safety
+/// `p` is NULL or a NUL-terminated string from `malloc` that we now own.
+unsafe fn take_c_string(p: *mut c_char) -> Option<Vec<u8>> {
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: per the contract.
+    let bytes = unsafe { CStr::from_ptr(p) }.to_bytes().to_vec();
+    // SAFETY: allocated with malloc by the callback, ownership passed to us (abi.md).
+    unsafe { libc::free(p.cast()) };
+    Some(bytes)
+}
+
+fn challenge(h: &Handle, cbs: &Callbacks) -> Option<Secret> {
+    let f = cbs.challenge_cb?;
+    // SAFETY: registered in open; "registration" is a static NUL-terminated string.
+    let token = unsafe { take_c_string(f(ptr::null(), 0, c"registration".as_ptr(), cbs.challenge_ctx)) }?;
+    match String::from_utf8(token) {
+        Ok(t) => Some(Secret::new(t)),
+        Err(_) => {
+            crate::error!(h.core.lock().context(), "the challenge callback returned a SAS token that is not UTF-8");
+            None
+        }
+    }
+}
+
+fn create_json(cbs: &Callbacks) -> Option<Vec<u8>> {
+    let f = cbs.json_create_cb?;
+    // SAFETY: registered in register; ek/srk are NULL over MQTT as in the SDK.
+    unsafe { take_c_string(f(ptr::null(), ptr::null(), cbs.json_ctx)) }
+}
+
+fn parse(cbs: &Callbacks, json: &str) -> Option<JsonInfo> {
+    let f = cbs.json_parse_cb?;
+    // The session checked the payload has no NUL byte.
+    let document = CString::new(json).ok()?;
+    // SAFETY: registered in register; `document` outlives the call.
+    let info = unsafe { f(document.as_ptr(), cbs.json_ctx) };
+    NonNull::new(info).map(JsonInfo)
+}
+
+/// A `PROV_JSON_INFO` the parse callback gave us; dropping it frees it the SDK's way.
+struct JsonInfo(NonNull<PROV_JSON_INFO>);
+
+impl JsonInfo {
+    fn raw_status(&self) -> c_int {
+        // SAFETY: the record is live until drop; read as int so an out-of-range value from C is
+        // not an invalid Rust enum.
+        unsafe { ptr::addr_of!((*self.0.as_ptr()).prov_status).cast::<c_int>().read() }
+    }
+
+    fn field<T>(&self, get: impl FnOnce(&PROV_JSON_INFO) -> T) -> T {
+        // SAFETY: live until drop; only pointer fields are read through this.
+        get(unsafe { self.0.as_ref() })
+    }
+
+    fn parsed(&self) -> Parsed {
+        let id = self.field(|i| i.operation_id);
+        let operation_id = match id.is_null() {
+            true => None,
+            // SAFETY: a NUL-terminated string owned by the record.
+            false => unsafe { CStr::from_ptr(id) }.to_str().ok().map(str::to_owned),
+        };
+        Parsed { status: from_c_status(self.raw_status()), operation_id }
+    }
+}
+
+impl Drop for JsonInfo {
+    fn drop(&mut self) {
+        let p = self.0.as_ptr();
+        // SAFETY: we own the record and its members (abi.md): free members by status, then it.
+        unsafe {
+            match from_c_status(self.raw_status()) {
+                Some(ReplyStatus::Unassigned) => {
+                    buffer_delete((*p).authorization_key);
+                    libc::free((*p).key_name.cast());
+                }
+                Some(ReplyStatus::Assigned) => {
+                    buffer_delete((*p).authorization_key);
+                    libc::free((*p).iothub_uri.cast());
+                    libc::free((*p).device_id.cast());
+                }
+                Some(ReplyStatus::Assigning) => libc::free((*p).operation_id.cast()),
+                _ => {}
+            }
+            libc::free(p.cast());
+        }
+    }
+}
+
+type BufferDelete = unsafe extern "C" fn(BUFFER_HANDLE);
+
+/// c-shared-utility's `BUFFER_delete`, found at run time: applications often link that library
+/// statically, so the library must load without it.
+static BUFFER_DELETE: Lazy<Option<BufferDelete>> = Lazy::new(|| {
+    // SAFETY: dlsym with RTLD_DEFAULT and a static NUL-terminated name.
+    let sym = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"BUFFER_delete".as_ptr()) };
+    // SAFETY: BUFFER_delete has this signature in c-shared-utility (buffer_.h).
+    (!sym.is_null()).then(|| unsafe { std::mem::transmute::<*mut c_void, BufferDelete>(sym) })
+});
+
+fn buffer_delete(key: BUFFER_HANDLE) {
+    if key.is_null() {
+        return;
+    }
+    match *BUFFER_DELETE {
+        // SAFETY: a BUFFER_HANDLE the parse callback created; ownership passed to us.
+        Some(f) => unsafe { f(key) },
+        None => crate::error!(
+            "",
+            "cannot free the reply's authorization_key: BUFFER_delete is not visible in this process (link c-shared-utility so that it exports BUFFER_delete, e.g. with -rdynamic); the buffer is leaked"
+        ),
+    }
+}

@@ -1,0 +1,90 @@
+//! One connection attempt: TCP (to the proxy when one is set), HTTP CONNECT, TLS, WebSocket.
+
+use async_http_proxy::HttpError;
+use rustls::pki_types::ServerName;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+use super::io::{read_error, Io};
+use super::{ConnectSpec, Flavor, Proxy};
+use crate::dps::MAX_PACKET;
+use crate::error::Error;
+
+/// The WebSocket path and subprotocol of the SDK's MQTT-over-WebSocket transport.
+pub const WS_PATH: &str = "/$iothub/websocket";
+pub const WS_SUBPROTOCOL: &str = "MQTT";
+
+/// Opens the secure channel; returns it with a line for the trace.
+pub async fn establish(spec: &ConnectSpec, flavor: Flavor) -> Result<(Io, String), Error> {
+    let host = spec.endpoint.host.as_str();
+    let tcp = match &spec.proxy {
+        None => TcpStream::connect((host, spec.endpoint.port))
+            .await
+            .map_err(|e| Error::Connect { target: spec.endpoint.to_string(), why: e.to_string() })?,
+        Some(proxy) => through_proxy(proxy, host, spec.endpoint.port).await?,
+    };
+    let _ = tcp.set_nodelay(true);
+    let name = ServerName::try_from(host.to_owned())
+        .map_err(|e| Error::InvalidArgument { what: "uri", why: format!("{host:?} is not a valid host name: {e}") })?;
+    let tls = TlsConnector::from(spec.tls.clone()).connect(name, tcp).await.map_err(|e| match read_error(e, host) {
+        Error::ConnectionLost(why) => Error::Tls { why: format!("the connection closed during the handshake ({why})"), transient: true },
+        other => other,
+    })?;
+    let (_, session) = tls.get_ref();
+    let description = format!(
+        "{} {:?} {:?}",
+        spec.endpoint,
+        session.protocol_version().map(|v| format!("{v:?}")).unwrap_or_default(),
+        session.negotiated_cipher_suite().map(|s| s.suite())
+    );
+    match flavor {
+        Flavor::Tls => Ok((Io::Tls(Box::new(tls)), description)),
+        Flavor::WebSocket => {
+            let url = format!("wss://{}{WS_PATH}", spec.endpoint);
+            let mut request = url
+                .into_client_request()
+                .map_err(|e| Error::WebSocket(format!("cannot build the upgrade request: {e}")))?;
+            request.headers_mut().insert("Sec-WebSocket-Protocol", HeaderValue::from_static(WS_SUBPROTOCOL));
+            let config = WebSocketConfig::default().max_message_size(Some(MAX_PACKET + 8)).max_frame_size(Some(MAX_PACKET + 8));
+            let (ws, _response) = tokio_tungstenite::client_async_with_config(request, tls, Some(config))
+                .await
+                .map_err(|e| Error::WebSocket(e.to_string()))?;
+            Ok((Io::Ws(Box::new(ws)), format!("{description} WebSocket {WS_PATH}")))
+        }
+    }
+}
+
+async fn through_proxy(proxy: &Proxy, host: &str, port: u16) -> Result<TcpStream, Error> {
+    let at = format!("{}:{}", proxy.host, proxy.port);
+    let mut tcp = TcpStream::connect((proxy.host.as_str(), proxy.port))
+        .await
+        .map_err(|e| Error::Proxy { why: format!("cannot reach the proxy {at}: {e}"), transient: true })?;
+    let result = match &proxy.credentials {
+        None => async_http_proxy::http_connect_tokio(&mut tcp, host, port).await,
+        Some((user, password)) => {
+            async_http_proxy::http_connect_tokio_with_basic_auth(&mut tcp, host, port, user, password.expose()).await
+        }
+    };
+    result.map_err(|e| explain_proxy(e, &at, host, port))?;
+    Ok(tcp)
+}
+
+fn explain_proxy(e: HttpError, at: &str, host: &str, port: u16) -> Error {
+    let (why, transient) = match e {
+        HttpError::HttpCode200(407) => (
+            format!("the proxy {at} refused the tunnel: 407 Proxy Authentication Required (check the proxy user name and password)"),
+            false,
+        ),
+        HttpError::HttpCode200(403) => (format!("the proxy {at} refused CONNECT {host}:{port}: 403 Forbidden"), false),
+        HttpError::HttpCode200(code) => {
+            (format!("the proxy {at} refused CONNECT {host}:{port} with HTTP {code}"), code >= 500)
+        }
+        HttpError::IoError(io) => (format!("the proxy {at} dropped the connection: {io}"), true),
+        HttpError::EndOfFile => (format!("the proxy {at} closed the connection before answering CONNECT"), true),
+        other => (format!("the proxy {at} answered CONNECT with something that is not HTTP: {other}"), false),
+    };
+    Error::Proxy { why, transient }
+}

@@ -1,0 +1,181 @@
+//! rustls client configurations from PEM text: the trusted CA (or the platform trust store,
+//! read lazily once per process), the device's certificate chain and key. TLS 1.3 preferred,
+//! TLS 1.2 the floor.
+
+use std::sync::Arc;
+
+use once_cell::sync::Lazy;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::sign::CertifiedKey;
+use rustls::{ClientConfig, RootCertStore};
+
+use crate::error::Error;
+
+/// The device's certificate chain and private key, parsed and checked to match.
+#[derive(Debug)]
+pub struct Identity {
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+}
+
+impl Clone for Identity {
+    fn clone(&self) -> Self {
+        Identity { chain: self.chain.clone(), key: self.key.clone_key() }
+    }
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    static PROVIDER: Lazy<Arc<CryptoProvider>> = Lazy::new(|| Arc::new(rustls::crypto::ring::default_provider()));
+    PROVIDER.clone()
+}
+
+fn certificates(pem: &str, what: &'static str) -> Result<Vec<CertificateDer<'static>>, Error> {
+    let certs = CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Error::Pem { what, why: format!("not valid PEM: {e}") })?;
+    if certs.is_empty() {
+        return Err(Error::Pem { what, why: "no \"-----BEGIN CERTIFICATE-----\" block found".into() });
+    }
+    Ok(certs)
+}
+
+/// One or more trusted CA certificates in PEM.
+pub fn trusted_roots(pem: &str) -> Result<Arc<RootCertStore>, Error> {
+    let mut roots = RootCertStore::empty();
+    for cert in certificates(pem, "trusted certificate")? {
+        roots
+            .add(cert)
+            .map_err(|e| Error::Pem { what: "trusted certificate", why: format!("not a usable CA certificate: {e}") })?;
+    }
+    Ok(Arc::new(roots))
+}
+
+/// The device certificate (leaf first, then intermediates) and its private key in PEM.
+pub fn identity(certificate_pem: &str, key_pem: &str) -> Result<Identity, Error> {
+    let chain = certificates(certificate_pem, "client certificate")?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| Error::Pem {
+        what: "private key",
+        why: format!("no usable PKCS#8, PKCS#1 or SEC1 key in the PEM text ({e})"),
+    })?;
+    let signing = provider()
+        .key_provider
+        .load_private_key(key.clone_key())
+        .map_err(|e| Error::Pem { what: "private key", why: format!("unsupported or corrupt key: {e}") })?;
+    CertifiedKey::new(chain.clone(), signing).keys_match().map_err(|e| Error::Pem {
+        what: "private key",
+        why: format!("it does not belong to the client certificate ({e})"),
+    })?;
+    Ok(Identity { chain, key })
+}
+
+static NATIVE_ROOTS: Lazy<Result<Arc<RootCertStore>, String>> = Lazy::new(|| {
+    let found = rustls_native_certs::load_native_certs();
+    let mut roots = RootCertStore::empty();
+    let (added, _ignored) = roots.add_parsable_certificates(found.certs);
+    match added {
+        0 => Err(match found.errors.first() {
+            Some(e) => e.to_string(),
+            None => "no CA certificates found".into(),
+        }),
+        _ => Ok(Arc::new(roots)),
+    }
+});
+
+/// The platform trust store, read on first use only.
+fn native_roots() -> Result<Arc<RootCertStore>, Error> {
+    NATIVE_ROOTS.clone().map_err(Error::TrustStore)
+}
+
+/// The lowest TLS version a handle accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MinVersion {
+    #[default]
+    Tls12,
+    Tls13,
+}
+
+/// A client configuration; the platform trust store is read only when no CA was given.
+pub fn client_config(
+    trusted: Option<&Arc<RootCertStore>>,
+    identity: Option<&Identity>,
+    min: MinVersion,
+) -> Result<Arc<ClientConfig>, Error> {
+    let roots = match trusted {
+        Some(roots) => roots.clone(),
+        None => native_roots()?,
+    };
+    let versions: &[&rustls::SupportedProtocolVersion] = match min {
+        MinVersion::Tls12 => &[&rustls::version::TLS13, &rustls::version::TLS12],
+        MinVersion::Tls13 => &[&rustls::version::TLS13],
+    };
+    let builder = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(versions)
+        .map_err(|e| Error::Internal(format!("TLS configuration: {e}")))?
+        .with_root_certificates(roots);
+    let config = match identity {
+        Some(id) => builder
+            .with_client_auth_cert(id.chain.clone(), id.key.clone_key())
+            .map_err(|e| Error::Pem { what: "client certificate", why: e.to_string() })?,
+        None => builder.with_no_client_auth(),
+    };
+    Ok(Arc::new(config))
+}
+
+/// Words a device engineer can act on, from a rustls failure.
+pub fn explain(error: &rustls::Error, host: &str) -> (String, bool) {
+    use rustls::{AlertDescription as A, CertificateError as C, Error as E};
+    let why = match error {
+        E::InvalidCertificate(C::UnknownIssuer) => {
+            "the server certificate is not trusted (unknown issuer: give its CA with the TrustedCerts option)".into()
+        }
+        E::InvalidCertificate(C::NotValidForName | C::NotValidForNameContext { .. }) => {
+            format!("host name mismatch: the server certificate is not valid for {host:?}")
+        }
+        E::InvalidCertificate(C::Expired | C::ExpiredContext { .. }) => "the server certificate has expired".into(),
+        E::InvalidCertificate(C::NotValidYet | C::NotValidYetContext { .. }) => {
+            "the server certificate is not valid yet (check the device clock)".into()
+        }
+        E::InvalidCertificate(C::Revoked) => "the server certificate is revoked".into(),
+        E::InvalidCertificate(other) => format!("the server certificate is invalid ({other:?})"),
+        E::AlertReceived(A::ProtocolVersion) => {
+            "the server does not speak TLS 1.2 or newer (it sent a protocol_version alert)".into()
+        }
+        E::PeerIncompatible(why) => {
+            format!("the server offers no TLS version or cipher suite we accept; TLS 1.2 is the floor ({why:?})")
+        }
+        E::AlertReceived(
+            a @ (A::BadCertificate
+            | A::CertificateRequired
+            | A::UnknownCA
+            | A::CertificateUnknown
+            | A::AccessDenied
+            | A::UnsupportedCertificate
+            | A::CertificateExpired
+            | A::CertificateRevoked),
+        ) => format!("the server rejected the client certificate (alert {a:?})"),
+        E::AlertReceived(A::HandshakeFailure) => {
+            "the server aborted the handshake (handshake_failure: no common TLS version or cipher suite, or it needs a client certificate)".into()
+        }
+        other => other.to_string(),
+    };
+    (why, false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_text_without_certificates() {
+        let e = trusted_roots("hello").unwrap_err();
+        assert!(e.to_string().contains("no \"-----BEGIN CERTIFICATE-----\" block"), "{e}");
+    }
+
+    #[test]
+    fn refuses_a_key_that_is_not_a_key() {
+        let e = identity("junk", "junk").unwrap_err();
+        assert!(matches!(e, Error::Pem { what: "client certificate", .. }), "{e}");
+    }
+}

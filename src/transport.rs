@@ -1,0 +1,208 @@
+//! One transport handle's core: the session, the handle's settings, and its current link. The C
+//! boundary calls these methods under the handle's lock and runs the callouts they return with
+//! the lock released.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use rustls::{ClientConfig, RootCertStore};
+
+use crate::error::Error;
+use crate::net::{tls, ConnectSpec, Endpoint, Flavor, Link, Proxy};
+use crate::options::Setting;
+use crate::secret::Secret;
+use crate::session::{Auth, Callout, Outcome, Parsed, Session, Settings, Ticket};
+
+pub struct Transport {
+    flavor: Flavor,
+    endpoint: Endpoint,
+    session: Session,
+    trusted: Option<Arc<RootCertStore>>,
+    identity: Option<tls::Identity>,
+    proxy: Option<Proxy>,
+    min_version: tls::MinVersion,
+    tls_config: Option<Arc<ClientConfig>>,
+    link: Option<Link>,
+}
+
+impl Transport {
+    pub fn create(flavor: Flavor, uri: &str, auth: Auth, scope: &str, api_version: &str) -> Result<Transport, Error> {
+        let endpoint = Endpoint::parse(uri, flavor.default_port())?;
+        if scope.is_empty() {
+            return Err(Error::InvalidArgument { what: "scope_id", why: "is empty".into() });
+        }
+        if api_version.is_empty() {
+            return Err(Error::InvalidArgument { what: "api_version", why: "is empty".into() });
+        }
+        Ok(Transport {
+            flavor,
+            endpoint,
+            session: Session::new(Settings::new(scope.to_owned(), api_version.to_owned(), auth)),
+            trusted: None,
+            identity: None,
+            proxy: None,
+            min_version: tls::MinVersion::default(),
+            tls_config: None,
+            link: None,
+        })
+    }
+
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    pub fn context(&self) -> &str {
+        self.session.context()
+    }
+
+    pub fn open(&mut self, registration_id: &str) -> Result<(), Error> {
+        if registration_id.is_empty() {
+            return Err(Error::InvalidArgument { what: "registration_id", why: "is empty".into() });
+        }
+        self.session.open(registration_id)
+    }
+
+    pub fn close(&mut self) {
+        self.session.close();
+        self.run_net(Instant::now());
+    }
+
+    pub fn register(&mut self) -> Result<(), Error> {
+        self.session.register()
+    }
+
+    pub fn get_operation_status(&mut self) -> Result<(), Error> {
+        self.session.get_operation_status()
+    }
+
+    pub fn set_trace(&mut self, on: bool) {
+        self.session.set_trace(on);
+    }
+
+    pub fn set_x509(&mut self, certificate: &str, key: &str) -> Result<(), Error> {
+        self.identity = Some(tls::identity(certificate, key)?);
+        self.tls_config = None;
+        Ok(())
+    }
+
+    pub fn set_trusted(&mut self, pem: &str) -> Result<(), Error> {
+        self.trusted = Some(tls::trusted_roots(pem)?);
+        self.tls_config = None;
+        Ok(())
+    }
+
+    pub fn set_proxy(&mut self, host: &str, port: i32, credentials: Option<(String, Secret)>) -> Result<(), Error> {
+        if host.is_empty() {
+            return Err(Error::InvalidArgument { what: "proxy host_address", why: "is empty".into() });
+        }
+        let port = u16::try_from(port)
+            .ok()
+            .filter(|&p| p != 0)
+            .ok_or_else(|| Error::InvalidArgument { what: "proxy port", why: format!("{port} is not a TCP port") })?;
+        self.proxy = Some(Proxy { host: host.to_owned(), port, credentials });
+        Ok(())
+    }
+
+    pub fn apply(&mut self, setting: Setting) -> Result<(), Error> {
+        match setting {
+            Setting::MinTls13(on) => {
+                self.min_version = if on { tls::MinVersion::Tls13 } else { tls::MinVersion::Tls12 };
+                self.tls_config = None;
+                return Ok(());
+            }
+            Setting::Trace(on) => {
+                self.session.set_trace(on);
+                return Ok(());
+            }
+            Setting::TrustedCerts(pem) => return self.set_trusted(&pem),
+            _ => {}
+        }
+        let settings = self.session.settings_mut();
+        match setting {
+            Setting::ReplyTimeout(d) => settings.reply_timeout = d,
+            Setting::RetryMaxAttempts(n) => settings.retry.max_attempts = n,
+            Setting::RetryMaxTime(d) => settings.retry.max_time = d,
+            Setting::RetryInitialDelay(d) => settings.retry.initial_delay = d,
+            Setting::KeepAlive(s) => settings.keep_alive = s,
+            Setting::MinTls13(_) | Setting::Trace(_) | Setting::TrustedCerts(_) => {}
+        }
+        Ok(())
+    }
+
+    /// Delivers network events, advances timers, and returns the next callout to run.
+    pub fn poll(&mut self, now: Instant) -> Option<Callout> {
+        if let Some(callout) = self.session.next_callout() {
+            return Some(callout);
+        }
+        while let Some(event) = self.link.as_ref().and_then(Link::try_event) {
+            self.session.on_net(now, event);
+            self.run_net(now);
+        }
+        self.session.tick(now);
+        self.run_net(now);
+        self.session.next_callout()
+    }
+
+    pub fn credentials(&mut self, ticket: Ticket, now: Instant, token: Option<Secret>) {
+        self.session.credentials(ticket, now, token);
+        self.run_net(now);
+    }
+
+    pub fn payload(&mut self, ticket: Ticket, now: Instant, body: Option<Vec<u8>>) {
+        self.session.payload(ticket, now, body);
+        self.run_net(now);
+    }
+
+    pub fn parsed(&mut self, ticket: Ticket, parsed: Option<Parsed>) -> Outcome {
+        let outcome = self.session.parsed(ticket, parsed);
+        self.run_net(Instant::now());
+        outcome
+    }
+
+    /// Takes the error path (after a caught panic).
+    pub fn fail_now(&mut self, error: Error) {
+        self.session.fail_now(error);
+        self.run_net(Instant::now());
+    }
+
+    fn run_net(&mut self, now: Instant) {
+        while let Some(action) = self.session.next_net_action() {
+            match action {
+                crate::session::NetAction::Connect => {
+                    self.link = None;
+                    match self.start_link() {
+                        Ok(link) => self.link = Some(link),
+                        Err(e) => self.session.connect_failed(now, e),
+                    }
+                }
+                crate::session::NetAction::Send(packet) => {
+                    if let Some(link) = &self.link {
+                        link.send(packet);
+                    }
+                }
+                crate::session::NetAction::Disconnect { graceful } => {
+                    if let Some(link) = self.link.take() {
+                        link.close(graceful);
+                    }
+                }
+            }
+        }
+    }
+
+    fn start_link(&mut self) -> Result<Link, Error> {
+        if self.session.settings().auth == Auth::X509 && self.identity.is_none() {
+            return Err(Error::MissingClientCertificate);
+        }
+        let tls = match &self.tls_config {
+            Some(config) => config.clone(),
+            None => {
+                let config = tls::client_config(self.trusted.as_ref(), self.identity.as_ref(), self.min_version)?;
+                self.tls_config = Some(config.clone());
+                config
+            }
+        };
+        let spec = ConnectSpec { endpoint: self.endpoint.clone(), proxy: self.proxy.clone(), tls };
+        (self.flavor.factory())(spec)
+    }
+}
+
