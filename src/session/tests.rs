@@ -1,0 +1,396 @@
+//! Transition tests of the state machine, without sockets: events in, actions and callouts out.
+
+use std::time::{Duration, Instant};
+
+use rumqttc::mqttbytes::v4::{ConnAck, Packet, Publish, SubAck, SubscribeReasonCode};
+use rumqttc::mqttbytes::QoS;
+use rumqttc::ConnectReturnCode;
+
+use super::machine::NetEvent;
+use super::*;
+use crate::error::Error;
+use crate::secret::Secret;
+
+const SCOPE: &str = "0ne0001";
+
+struct Rig {
+    s: Session,
+    now: Instant,
+}
+
+impl Rig {
+    fn new(auth: Auth) -> Rig {
+        let mut settings = Settings::new(SCOPE.into(), "2021-06-01".into(), auth);
+        settings.retry = RetryPolicy {
+            max_attempts: 3,
+            max_time: Duration::from_secs(60),
+            initial_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(4),
+        };
+        let mut s = Session::new(settings).with_seed(7);
+        s.open("dev1").unwrap();
+        Rig { s, now: Instant::now() }
+    }
+
+    fn advance(&mut self, d: Duration) {
+        self.now += d;
+        self.s.tick(self.now);
+    }
+
+    fn net(&mut self) -> Vec<NetAction> {
+        std::iter::from_fn(|| self.s.next_net_action()).collect()
+    }
+
+    fn callouts(&mut self) -> Vec<Callout> {
+        std::iter::from_fn(|| self.s.next_callout()).collect()
+    }
+
+    fn packet(&mut self, p: Packet) {
+        self.s.on_net(self.now, NetEvent::Packet(p));
+    }
+
+    fn reply(&mut self, topic: &str, body: &str) {
+        self.packet(Packet::Publish(Publish::new(topic, QoS::AtMostOnce, body.as_bytes().to_vec())));
+    }
+
+    /// tick → CONNECT+SUBSCRIBE → CONNACK → SUBACK, X.509.
+    fn connect(&mut self) {
+        self.s.tick(self.now);
+        let net = self.net();
+        assert_eq!(net[0], NetAction::Connect);
+        self.packet(Packet::ConnAck(ConnAck::new(ConnectReturnCode::Success, false)));
+        let pkid = net
+            .iter()
+            .find_map(|a| match a {
+                NetAction::Send(Packet::Subscribe(s)) => Some(s.pkid),
+                _ => None,
+            })
+            .unwrap();
+        self.packet(Packet::SubAck(SubAck::new(pkid, vec![SubscribeReasonCode::Success(QoS::AtLeastOnce)])));
+    }
+
+    /// Answers the payload callout and returns the topic published.
+    fn publish_payload(&mut self) -> String {
+        let ticket = match self.callouts().as_slice() {
+            [.., Callout::Payload(t)] => *t,
+            other => panic!("expected a payload callout, got {other:?}"),
+        };
+        self.s.payload(ticket, self.now, Some(br#"{"registrationId":"dev1"}"#.to_vec()));
+        match self.net().as_slice() {
+            [NetAction::Send(Packet::Publish(p))] => {
+                assert_eq!(p.qos, QoS::AtMostOnce);
+                p.topic.clone()
+            }
+            other => panic!("expected one publish, got {other:?}"),
+        }
+    }
+
+    fn parse_ticket(&mut self) -> (Ticket, String) {
+        match self.callouts().as_slice() {
+            [Callout::Parse { ticket, json }] => (*ticket, json.clone()),
+            other => panic!("expected a parse callout, got {other:?}"),
+        }
+    }
+}
+
+fn assigning(op: &str) -> Option<Parsed> {
+    Some(Parsed { status: Some(ReplyStatus::Assigning), operation_id: Some(op.into()) })
+}
+
+#[test]
+fn connect_and_subscribe_go_out_back_to_back() {
+    let mut r = Rig::new(Auth::X509);
+    r.s.tick(r.now);
+    let net = r.net();
+    assert_eq!(net.len(), 3, "{net:?}");
+    assert_eq!(net[0], NetAction::Connect);
+    match &net[1] {
+        NetAction::Send(Packet::Connect(c)) => {
+            assert_eq!(c.client_id, "dev1");
+            assert!(c.clean_session);
+            let login = c.login.as_ref().unwrap();
+            assert_eq!(login.username, "0ne0001/registrations/dev1/api-version=2021-06-01&ClientVersion=1.15.0");
+            assert_eq!(login.password, "");
+        }
+        other => panic!("{other:?}"),
+    }
+    match &net[2] {
+        NetAction::Send(Packet::Subscribe(s)) => {
+            assert_eq!(s.filters[0].path, "$dps/registrations/res/#");
+            assert_eq!(s.filters[0].qos, QoS::AtLeastOnce);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn full_registration_register_then_poll() {
+    let mut r = Rig::new(Auth::X509);
+    r.connect();
+    assert_eq!(r.callouts(), vec![Callout::Status { status: ReplyStatus::Connected, retry_after: 1 }]);
+    r.s.register().unwrap();
+    r.s.tick(r.now);
+    assert_eq!(r.publish_payload(), "$dps/registrations/PUT/iotdps-register/?$rid=1");
+    r.reply("$dps/registrations/res/202/?$rid=1&retry-after=3", r#"{"operationId":"op1","status":"assigning"}"#);
+    let (t, json) = r.parse_ticket();
+    assert!(json.contains("op1"));
+    assert_eq!(r.s.parsed(t, assigning("op1")), Outcome::Status { status: ReplyStatus::Assigning, retry_after: 3 });
+    r.s.get_operation_status().unwrap();
+    r.s.tick(r.now);
+    assert_eq!(
+        r.publish_payload(),
+        "$dps/registrations/GET/iotdps-get-operationstatus/?$rid=2&operationId=op1"
+    );
+    r.reply("$dps/registrations/res/200/?$rid=2", r#"{"status":"assigned"}"#);
+    let (t, _) = r.parse_ticket();
+    let done = Parsed { status: Some(ReplyStatus::Assigned), operation_id: None };
+    assert_eq!(r.s.parsed(t, Some(done)), Outcome::Assigned);
+}
+
+#[test]
+fn symmetric_key_asks_for_a_token_per_connection() {
+    let mut r = Rig::new(Auth::SymmetricKey);
+    r.s.tick(r.now);
+    assert!(r.net().is_empty(), "no connection before the token");
+    let t = match r.callouts().as_slice() {
+        [Callout::Credentials(t)] => *t,
+        other => panic!("{other:?}"),
+    };
+    r.s.credentials(t, r.now, Some(Secret::new("SharedAccessSignature sr=x".into())));
+    match r.net().as_slice() {
+        [NetAction::Connect, NetAction::Send(Packet::Connect(c)), NetAction::Send(Packet::Subscribe(_))] => {
+            assert_eq!(c.login.as_ref().unwrap().password, "SharedAccessSignature sr=x")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn null_token_takes_the_error_path() {
+    let mut r = Rig::new(Auth::SymmetricKey);
+    r.s.tick(r.now);
+    let t = r.s.ticket();
+    r.callouts();
+    r.s.credentials(t, r.now, None);
+    assert_eq!(r.callouts(), vec![Callout::Failed]);
+    assert!(r.s.register().is_err(), "error state refuses register");
+}
+
+#[test]
+fn replies_are_matched_by_rid() {
+    let mut r = Rig::new(Auth::X509);
+    r.connect();
+    r.callouts();
+    r.reply("$dps/registrations/res/202/?$rid=1", "{}");
+    assert!(r.callouts().is_empty(), "unsolicited reply ignored");
+    r.s.register().unwrap();
+    r.s.tick(r.now);
+    r.publish_payload();
+    r.reply("$dps/registrations/res/202/?$rid=9&retry-after=7", "{}");
+    assert!(r.callouts().is_empty(), "stale rid ignored");
+    assert_eq!(r.s.retry_after(), 1, "an ignored reply does not change retry-after");
+    r.reply("$dps/registrations/res/202/?retry-after=5&$rid=1", r#"{"operationId":"o","status":"assigning"}"#);
+    let (t, _) = r.parse_ticket();
+    assert_eq!(r.s.parsed(t, assigning("o")), Outcome::Status { status: ReplyStatus::Assigning, retry_after: 5 });
+}
+
+#[test]
+fn throttled_and_5xx_are_transient_and_register_may_be_called_again() {
+    for (status, retry_after, want) in [("429", "&retry-after=8", 8), ("503", "", 1), ("500", "&retry-after=900", 1)] {
+        let mut r = Rig::new(Auth::X509);
+        r.connect();
+        r.callouts();
+        r.s.register().unwrap();
+        r.s.tick(r.now);
+        r.publish_payload();
+        r.reply(&format!("$dps/registrations/res/{status}/?$rid=1{retry_after}"), "{}");
+        assert_eq!(r.callouts(), vec![Callout::Status { status: ReplyStatus::Transient, retry_after: want }], "{status}");
+        r.s.register().unwrap();
+        r.s.tick(r.now);
+        assert_eq!(r.publish_payload(), "$dps/registrations/PUT/iotdps-register/?$rid=2");
+    }
+}
+
+#[test]
+fn error_status_reply_goes_to_the_parser_and_null_takes_the_error_path() {
+    let mut r = Rig::new(Auth::X509);
+    r.connect();
+    r.callouts();
+    r.s.register().unwrap();
+    r.s.tick(r.now);
+    r.publish_payload();
+    r.reply("$dps/registrations/res/401/?$rid=1", r#"{"errorCode":401002,"trackingId":"t","message":"m"}"#);
+    let (t, _) = r.parse_ticket();
+    assert_eq!(r.s.parsed(t, None), Outcome::Nothing);
+    assert_eq!(r.callouts(), vec![Callout::Failed]);
+    assert!(matches!(r.net().as_slice(), [NetAction::Send(Packet::Disconnect), NetAction::Disconnect { graceful: true }]));
+}
+
+#[test]
+fn connack_refused_reports_unauthorized_once_and_is_not_retried() {
+    let mut r = Rig::new(Auth::X509);
+    r.s.tick(r.now);
+    r.net();
+    r.packet(Packet::ConnAck(ConnAck::new(ConnectReturnCode::NotAuthorized, false)));
+    assert_eq!(r.callouts(), vec![Callout::KeyUnauthorized, Callout::Failed]);
+    r.advance(Duration::from_secs(120));
+    assert!(!r.net().iter().any(|a| *a == NetAction::Connect), "no reconnect after an auth failure");
+    assert!(r.callouts().is_empty());
+}
+
+#[test]
+fn suback_failure_takes_the_error_path() {
+    let mut r = Rig::new(Auth::X509);
+    r.s.tick(r.now);
+    r.net();
+    r.packet(Packet::ConnAck(ConnAck::new(ConnectReturnCode::Success, false)));
+    r.packet(Packet::SubAck(SubAck::new(1, vec![SubscribeReasonCode::Failure])));
+    assert_eq!(
+        r.callouts(),
+        vec![Callout::Status { status: ReplyStatus::Connected, retry_after: 1 }, Callout::Failed]
+    );
+}
+
+#[test]
+fn a_dropped_connection_reconnects_and_resends_with_a_new_rid() {
+    let mut r = Rig::new(Auth::X509);
+    r.connect();
+    r.callouts();
+    r.s.register().unwrap();
+    r.s.tick(r.now);
+    r.publish_payload();
+    r.s.on_net(r.now, NetEvent::Down(Error::ConnectionLost("reset".into())));
+    assert_eq!(r.net(), vec![NetAction::Disconnect { graceful: false }]);
+    assert!(r.callouts().is_empty(), "a survived fault is not reported");
+    r.advance(Duration::from_millis(400));
+    assert!(r.net().is_empty(), "backoff of at least half the first delay");
+    r.advance(Duration::from_secs(1));
+    r.connect();
+    assert!(r.callouts().iter().all(|c| !matches!(c, Callout::Status { .. })), "CONNECTED is reported once");
+    r.s.tick(r.now);
+    // connect() consumed the payload callout via tick_ready: answer it
+    let t = r.s.ticket();
+    r.s.payload(t, r.now, Some(b"{}".to_vec()));
+    let topics: Vec<_> = r
+        .net()
+        .into_iter()
+        .filter_map(|a| match a {
+            NetAction::Send(Packet::Publish(p)) => Some(p.topic),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(topics, vec!["$dps/registrations/PUT/iotdps-register/?$rid=2"]);
+}
+
+#[test]
+fn reply_timeouts_retry_until_the_budget_is_spent_then_fail_once() {
+    let mut r = Rig::new(Auth::X509);
+    r.s.settings_mut().reply_timeout = Duration::from_secs(5);
+    r.connect();
+    r.callouts();
+    r.s.register().unwrap();
+    r.s.tick(r.now);
+    r.publish_payload();
+    let mut connects = 0;
+    let mut failed = 0;
+    for _ in 0..200 {
+        r.advance(Duration::from_millis(500));
+        for a in r.net() {
+            if a == NetAction::Connect {
+                connects += 1;
+            }
+        }
+        failed += r.callouts().iter().filter(|c| **c == Callout::Failed).count();
+    }
+    assert_eq!(connects, 3, "max_attempts reconnects");
+    assert_eq!(failed, 1, "the error path exactly once");
+}
+
+#[test]
+fn close_forgets_everything_and_drops_stale_answers() {
+    let mut r = Rig::new(Auth::X509);
+    r.connect();
+    r.s.register().unwrap();
+    r.s.tick(r.now);
+    let stale = r.s.ticket();
+    r.s.close();
+    assert!(r.callouts().is_empty(), "no callout after close");
+    r.s.payload(stale, r.now, Some(b"{}".to_vec()));
+    assert!(!r.net().iter().any(|a| matches!(a, NetAction::Send(Packet::Publish(_)))));
+    r.s.open("dev1").unwrap();
+    r.s.register().unwrap();
+    assert_eq!(r.s.operation_id(), None);
+}
+
+#[test]
+fn argument_state_checks() {
+    let mut r = Rig::new(Auth::X509);
+    assert!(r.s.get_operation_status().is_err(), "no operation id yet");
+    r.s.register().unwrap();
+    assert!(r.s.register().is_err(), "already in progress");
+    assert!(r.s.open("again").is_err(), "already open");
+}
+
+#[test]
+fn qos1_replies_are_acknowledged_and_qos2_ignored() {
+    let mut r = Rig::new(Auth::X509);
+    r.connect();
+    r.callouts();
+    r.net();
+    r.s.register().unwrap();
+    r.s.tick(r.now);
+    r.publish_payload();
+    let mut q2 = Publish::new("$dps/registrations/res/202/?$rid=1", QoS::ExactlyOnce, b"{}".to_vec());
+    q2.pkid = 4;
+    r.packet(Packet::Publish(q2));
+    assert!(r.callouts().is_empty() && r.net().is_empty());
+    let mut q1 = Publish::new("$dps/registrations/res/202/?$rid=1", QoS::AtLeastOnce, b"{}".to_vec());
+    q1.pkid = 5;
+    r.packet(Packet::Publish(q1));
+    assert!(matches!(r.net().as_slice(), [NetAction::Send(Packet::PubAck(a))] if a.pkid == 5));
+    assert_eq!(r.callouts().len(), 1);
+}
+
+#[test]
+fn unusable_payloads_take_the_error_path() {
+    for body in [&b"{\"a\":\0}"[..], &b"\xff\xfe"[..]] {
+        let mut r = Rig::new(Auth::X509);
+        r.connect();
+        r.callouts();
+        r.s.register().unwrap();
+        r.s.tick(r.now);
+        r.publish_payload();
+        r.packet(Packet::Publish(Publish::new("$dps/registrations/res/200/?$rid=1", QoS::AtMostOnce, body.to_vec())));
+        assert_eq!(r.callouts(), vec![Callout::Failed]);
+    }
+}
+
+#[test]
+fn keep_alive_pings_and_a_missing_pingresp_is_a_fault() {
+    let mut r = Rig::new(Auth::X509);
+    r.s.settings_mut().keep_alive = 10;
+    r.connect();
+    r.net();
+    r.advance(Duration::from_secs(10));
+    assert_eq!(r.net(), vec![NetAction::Send(Packet::PingReq)]);
+    r.packet(Packet::PingResp);
+    r.advance(Duration::from_secs(10));
+    assert_eq!(r.net(), vec![NetAction::Send(Packet::PingReq)]);
+    r.advance(Duration::from_secs(10));
+    assert_eq!(r.net(), vec![NetAction::Disconnect { graceful: false }], "no PINGRESP: reconnect");
+}
+
+#[test]
+fn assigning_without_operation_id_fails() {
+    let mut r = Rig::new(Auth::X509);
+    r.connect();
+    r.callouts();
+    r.s.register().unwrap();
+    r.s.tick(r.now);
+    r.publish_payload();
+    r.reply("$dps/registrations/res/202/?$rid=1", "{}");
+    let (t, _) = r.parse_ticket();
+    let p = Parsed { status: Some(ReplyStatus::Assigning), operation_id: None };
+    assert_eq!(r.s.parsed(t, Some(p)), Outcome::Nothing);
+    assert_eq!(r.callouts(), vec![Callout::Failed]);
+}
