@@ -42,7 +42,10 @@ pub enum Error {
     /// The connection closed under us.
     ConnectionLost(String),
     /// No answer within the reply timeout.
-    Timeout { waiting_for: &'static str, after: Duration },
+    Timeout {
+        waiting_for: &'static str,
+        after: Duration,
+    },
     /// A reply topic that cannot be used.
     Topic(TopicError),
     /// A reply payload that cannot be handed to the parser.
@@ -52,7 +55,11 @@ pub enum Error {
     /// The parse callback's record says the registration did not succeed.
     RegistrationFailed(String),
     /// The retry budget is spent; `last` is what failed last.
-    RetryBudgetSpent { attempts: u32, elapsed: Duration, last: Box<Error> },
+    RetryBudgetSpent {
+        attempts: u32,
+        elapsed: Duration,
+        last: Box<Error>,
+    },
     /// A Rust panic was caught at the C boundary.
     Internal(String),
 }
@@ -62,7 +69,10 @@ impl Error {
     /// Authentication, configuration and certificate failures are not.
     pub fn is_transient(&self) -> bool {
         match self {
-            Error::Connect { .. } | Error::ConnectionLost(_) | Error::Timeout { .. } | Error::WebSocket(_) => true,
+            Error::Connect { .. }
+            | Error::ConnectionLost(_)
+            | Error::Timeout { .. }
+            | Error::WebSocket(_) => true,
             Error::Protocol(_) | Error::PacketTooLarge(_) => true,
             Error::Tls { transient, .. } | Error::Proxy { transient, .. } => *transient,
             _ => false,
@@ -71,7 +81,14 @@ impl Error {
 
     /// A failure of the device's own key or certificate (reported as `PROV_DEVICE_ERROR_KEY_FAIL`).
     pub fn is_key_failure(&self) -> bool {
-        matches!(self, Error::MissingClientCertificate | Error::Pem { what: "private key" | "client certificate", .. })
+        matches!(
+            self,
+            Error::MissingClientCertificate
+                | Error::Pem {
+                    what: "private key" | "client certificate",
+                    ..
+                }
+        )
     }
 }
 
@@ -101,10 +118,20 @@ impl fmt::Display for Error {
             Error::Tls { why, .. } => write!(f, "TLS handshake failed: {why}"),
             Error::Proxy { why, .. } => write!(f, "HTTP proxy: {why}"),
             Error::WebSocket(why) => write!(f, "WebSocket upgrade failed: {why}"),
-            Error::ConnAckRefused(code) => write!(f, "CONNACK refused with code {code}: {}", connack_reason(*code)),
-            Error::SubAckRefused => write!(f, "SUBACK refused the subscription to $dps/registrations/res/#"),
+            Error::ConnAckRefused(code) => write!(
+                f,
+                "CONNACK refused with code {code}: {}",
+                connack_reason(*code)
+            ),
+            Error::SubAckRefused => write!(
+                f,
+                "SUBACK refused the subscription to $dps/registrations/res/#"
+            ),
             Error::Protocol(why) => write!(f, "MQTT protocol error from the server: {why}"),
-            Error::PacketTooLarge(n) => write!(f, "the server sent a packet over the 96 KB DPS limit ({n} bytes or more)"),
+            Error::PacketTooLarge(n) => write!(
+                f,
+                "the server sent a packet over the 96 KB DPS limit ({n} bytes or more)"
+            ),
             Error::ConnectionLost(why) => write!(f, "connection lost: {why}"),
             Error::Timeout { waiting_for, after } => {
                 write!(f, "no {waiting_for} within {:.1} s", after.as_secs_f64())
@@ -113,7 +140,11 @@ impl fmt::Display for Error {
             Error::Payload(e) => write!(f, "unusable reply: {e}"),
             Error::Service { status, error } => write!(f, "DPS replied {status}: {error}"),
             Error::RegistrationFailed(why) => write!(f, "registration failed: {why}"),
-            Error::RetryBudgetSpent { attempts, elapsed, last } => write!(
+            Error::RetryBudgetSpent {
+                attempts,
+                elapsed,
+                last,
+            } => write!(
                 f,
                 "giving up after {attempts} connection attempts over {:.1} s; last error: {last}",
                 elapsed.as_secs_f64()
@@ -132,15 +163,29 @@ mod tests {
     #[test]
     fn auth_and_config_failures_are_final() {
         assert!(!Error::ConnAckRefused(5).is_transient());
-        assert!(!Error::Tls { why: "certificate not trusted".into(), transient: false }.is_transient());
-        assert!(!Error::Proxy { why: "407".into(), transient: false }.is_transient());
+        assert!(!Error::Tls {
+            why: "certificate not trusted".into(),
+            transient: false
+        }
+        .is_transient());
+        assert!(!Error::Proxy {
+            why: "407".into(),
+            transient: false
+        }
+        .is_transient());
         assert!(!Error::SubAckRefused.is_transient());
         assert!(Error::ConnectionLost("eof".into()).is_transient());
-        assert!(Error::Timeout { waiting_for: "reply", after: Duration::from_secs(30) }.is_transient());
+        assert!(Error::Timeout {
+            waiting_for: "reply",
+            after: Duration::from_secs(30)
+        }
+        .is_transient());
     }
 
     #[test]
     fn connack_line_says_why() {
-        assert!(Error::ConnAckRefused(5).to_string().contains("not authorized"));
+        assert!(Error::ConnAckRefused(5)
+            .to_string()
+            .contains("not authorized"));
     }
 }

@@ -35,26 +35,73 @@ pub enum Setting {
 
 /// Every option name, its value type and what it does (also the README's table).
 pub const OPTIONS: &[(&str, Kind, &str)] = &[
-    ("reply_timeout_secs", Kind::U32, "seconds to wait for CONNACK+SUBACK and for each DPS reply (1-3600, default 30)"),
-    ("retry_max_attempts", Kind::U32, "reconnect attempts after a network fault before the error path (0-100, default 8)"),
-    ("retry_max_secs", Kind::U32, "seconds from the first fault before the error path (1-86400, default 180)"),
-    ("retry_initial_ms", Kind::U32, "first reconnect backoff in ms, doubling up to 30 s, with jitter (1-60000, default 500)"),
-    ("keepalive", Kind::Int, "MQTT keep-alive in seconds (0 = none, up to 65535, default 60)"),
-    ("tls_version", Kind::Int, "lowest TLS version: 12 (default) or 13; 10 and 11 are refused"),
-    ("logtrace", Kind::Bool, "packet trace on or off (as set_trace)"),
-    ("TrustedCerts", Kind::Str, "PEM text of the CA(s) to trust (as trusted_cert)"),
-    ("proxy_data", Kind::Proxy, "HTTP_PROXY_OPTIONS* (as set_proxy)"),
+    (
+        "reply_timeout_secs",
+        Kind::U32,
+        "seconds to wait for CONNACK+SUBACK and for each DPS reply (1-3600, default 30)",
+    ),
+    (
+        "retry_max_attempts",
+        Kind::U32,
+        "reconnect attempts after a network fault before the error path (0-100, default 8)",
+    ),
+    (
+        "retry_max_secs",
+        Kind::U32,
+        "seconds from the first fault before the error path (1-86400, default 180)",
+    ),
+    (
+        "retry_initial_ms",
+        Kind::U32,
+        "first reconnect backoff in ms, doubling up to 30 s, with jitter (1-60000, default 500)",
+    ),
+    (
+        "keepalive",
+        Kind::Int,
+        "MQTT keep-alive in seconds (0 = none, up to 65535, default 60)",
+    ),
+    (
+        "tls_version",
+        Kind::Int,
+        "lowest TLS version: 12 (default) or 13; 10 and 11 are refused",
+    ),
+    (
+        "logtrace",
+        Kind::Bool,
+        "packet trace on or off (as set_trace)",
+    ),
+    (
+        "TrustedCerts",
+        Kind::Str,
+        "PEM text of the CA(s) to trust (as trusted_cert)",
+    ),
+    (
+        "proxy_data",
+        Kind::Proxy,
+        "HTTP_PROXY_OPTIONS* (as set_proxy)",
+    ),
 ];
 
 /// The value type of a known option name.
 pub fn kind(name: &str) -> Option<Kind> {
-    OPTIONS.iter().find(|(n, _, _)| *n == name).map(|(_, k, _)| *k)
+    OPTIONS
+        .iter()
+        .find(|(n, _, _)| *n == name)
+        .map(|(_, k, _)| *k)
 }
 
-fn range<T: PartialOrd + std::fmt::Display + Copy>(name: &'static str, v: T, lo: T, hi: T) -> Result<T, Error> {
+fn range<T: PartialOrd + std::fmt::Display + Copy>(
+    name: &'static str,
+    v: T,
+    lo: T,
+    hi: T,
+) -> Result<T, Error> {
     match v >= lo && v <= hi {
         true => Ok(v),
-        false => Err(Error::InvalidArgument { what: name, why: format!("{v} is outside {lo}..={hi}") }),
+        false => Err(Error::InvalidArgument {
+            what: name,
+            why: format!("{v} is outside {lo}..={hi}"),
+        }),
     }
 }
 
@@ -62,12 +109,19 @@ fn range<T: PartialOrd + std::fmt::Display + Copy>(name: &'static str, v: T, lo:
 pub fn number(name: &str, value: i64) -> Result<Setting, Error> {
     let secs = |v: i64| Duration::from_secs(v as u64);
     Ok(match name {
-        "reply_timeout_secs" => Setting::ReplyTimeout(secs(range("reply_timeout_secs", value, 1, 3600)?)),
-        "retry_max_attempts" => Setting::RetryMaxAttempts(range("retry_max_attempts", value, 0, 100)? as u32),
-        "retry_max_secs" => Setting::RetryMaxTime(secs(range("retry_max_secs", value, 1, 86400)?)),
-        "retry_initial_ms" => {
-            Setting::RetryInitialDelay(Duration::from_millis(range("retry_initial_ms", value, 1, 60000)? as u64))
+        "reply_timeout_secs" => {
+            Setting::ReplyTimeout(secs(range("reply_timeout_secs", value, 1, 3600)?))
         }
+        "retry_max_attempts" => {
+            Setting::RetryMaxAttempts(range("retry_max_attempts", value, 0, 100)? as u32)
+        }
+        "retry_max_secs" => Setting::RetryMaxTime(secs(range("retry_max_secs", value, 1, 86400)?)),
+        "retry_initial_ms" => Setting::RetryInitialDelay(Duration::from_millis(range(
+            "retry_initial_ms",
+            value,
+            1,
+            60000,
+        )? as u64)),
         "keepalive" => Setting::KeepAlive(range("keepalive", value, 0, 65535)? as u16),
         "tls_version" => match value {
             12 => Setting::MinTls13(false),
@@ -75,12 +129,24 @@ pub fn number(name: &str, value: i64) -> Result<Setting, Error> {
             10 | 11 => {
                 return Err(Error::InvalidArgument {
                     what: "tls_version",
-                    why: format!("{value}: TLS 1.0 and 1.1 are not supported; TLS 1.2 is the floor"),
+                    why: format!(
+                        "{value}: TLS 1.0 and 1.1 are not supported; TLS 1.2 is the floor"
+                    ),
                 })
             }
-            _ => return Err(Error::InvalidArgument { what: "tls_version", why: format!("{value}: use 12 or 13") }),
+            _ => {
+                return Err(Error::InvalidArgument {
+                    what: "tls_version",
+                    why: format!("{value}: use 12 or 13"),
+                })
+            }
         },
-        _ => return Err(Error::InvalidArgument { what: "option_name", why: format!("{name:?} takes no number") }),
+        _ => {
+            return Err(Error::InvalidArgument {
+                what: "option_name",
+                why: format!("{name:?} takes no number"),
+            })
+        }
     })
 }
 
@@ -90,13 +156,19 @@ mod tests {
 
     #[test]
     fn every_numeric_option_checks_its_range() {
-        assert_eq!(number("reply_timeout_secs", 5).unwrap(), Setting::ReplyTimeout(Duration::from_secs(5)));
+        assert_eq!(
+            number("reply_timeout_secs", 5).unwrap(),
+            Setting::ReplyTimeout(Duration::from_secs(5))
+        );
         assert!(number("reply_timeout_secs", 0).is_err());
         assert!(number("retry_max_attempts", 101).is_err());
         assert!(number("keepalive", -1).is_err());
         assert!(number("keepalive", 70000).is_err());
         assert_eq!(number("tls_version", 13).unwrap(), Setting::MinTls13(true));
-        assert!(number("tls_version", 11).unwrap_err().to_string().contains("TLS 1.2 is the floor"));
+        assert!(number("tls_version", 11)
+            .unwrap_err()
+            .to_string()
+            .contains("TLS 1.2 is the floor"));
         assert!(number("logtrace", 1).is_err());
     }
 

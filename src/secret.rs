@@ -34,6 +34,9 @@ mod tests {
     #[test]
     fn never_shows_the_value() {
         let s = super::Secret::new("SharedAccessSignature sr=x&sig=abc".into());
-        assert_eq!(format!("{s} {s:?}"), "<redacted 34 bytes> <redacted 34 bytes>");
+        assert_eq!(
+            format!("{s} {s:?}"),
+            "<redacted 34 bytes> <redacted 34 bytes>"
+        );
     }
 }

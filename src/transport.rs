@@ -26,18 +26,34 @@ pub struct Transport {
 }
 
 impl Transport {
-    pub fn create(flavor: Flavor, uri: &str, auth: Auth, scope: &str, api_version: &str) -> Result<Transport, Error> {
+    pub fn create(
+        flavor: Flavor,
+        uri: &str,
+        auth: Auth,
+        scope: &str,
+        api_version: &str,
+    ) -> Result<Transport, Error> {
         let endpoint = Endpoint::parse(uri, flavor.default_port())?;
         if scope.is_empty() {
-            return Err(Error::InvalidArgument { what: "scope_id", why: "is empty".into() });
+            return Err(Error::InvalidArgument {
+                what: "scope_id",
+                why: "is empty".into(),
+            });
         }
         if api_version.is_empty() {
-            return Err(Error::InvalidArgument { what: "api_version", why: "is empty".into() });
+            return Err(Error::InvalidArgument {
+                what: "api_version",
+                why: "is empty".into(),
+            });
         }
         Ok(Transport {
             flavor,
             endpoint,
-            session: Session::new(Settings::new(scope.to_owned(), api_version.to_owned(), auth)),
+            session: Session::new(Settings::new(
+                scope.to_owned(),
+                api_version.to_owned(),
+                auth,
+            )),
             trusted: None,
             identity: None,
             proxy: None,
@@ -57,7 +73,10 @@ impl Transport {
 
     pub fn open(&mut self, registration_id: &str) -> Result<(), Error> {
         if registration_id.is_empty() {
-            return Err(Error::InvalidArgument { what: "registration_id", why: "is empty".into() });
+            return Err(Error::InvalidArgument {
+                what: "registration_id",
+                why: "is empty".into(),
+            });
         }
         self.session.open(registration_id)
     }
@@ -91,22 +110,41 @@ impl Transport {
         Ok(())
     }
 
-    pub fn set_proxy(&mut self, host: &str, port: i32, credentials: Option<(String, Secret)>) -> Result<(), Error> {
+    pub fn set_proxy(
+        &mut self,
+        host: &str,
+        port: i32,
+        credentials: Option<(String, Secret)>,
+    ) -> Result<(), Error> {
         if host.is_empty() {
-            return Err(Error::InvalidArgument { what: "proxy host_address", why: "is empty".into() });
+            return Err(Error::InvalidArgument {
+                what: "proxy host_address",
+                why: "is empty".into(),
+            });
         }
         let port = u16::try_from(port)
             .ok()
             .filter(|&p| p != 0)
-            .ok_or_else(|| Error::InvalidArgument { what: "proxy port", why: format!("{port} is not a TCP port") })?;
-        self.proxy = Some(Proxy { host: host.to_owned(), port, credentials });
+            .ok_or_else(|| Error::InvalidArgument {
+                what: "proxy port",
+                why: format!("{port} is not a TCP port"),
+            })?;
+        self.proxy = Some(Proxy {
+            host: host.to_owned(),
+            port,
+            credentials,
+        });
         Ok(())
     }
 
     pub fn apply(&mut self, setting: Setting) -> Result<(), Error> {
         match setting {
             Setting::MinTls13(on) => {
-                self.min_version = if on { tls::MinVersion::Tls13 } else { tls::MinVersion::Tls12 };
+                self.min_version = if on {
+                    tls::MinVersion::Tls13
+                } else {
+                    tls::MinVersion::Tls12
+                };
                 self.tls_config = None;
                 return Ok(());
             }
@@ -196,13 +234,20 @@ impl Transport {
         let tls = match &self.tls_config {
             Some(config) => config.clone(),
             None => {
-                let config = tls::client_config(self.trusted.as_ref(), self.identity.as_ref(), self.min_version)?;
+                let config = tls::client_config(
+                    self.trusted.as_ref(),
+                    self.identity.as_ref(),
+                    self.min_version,
+                )?;
                 self.tls_config = Some(config.clone());
                 config
             }
         };
-        let spec = ConnectSpec { endpoint: self.endpoint.clone(), proxy: self.proxy.clone(), tls };
+        let spec = ConnectSpec {
+            endpoint: self.endpoint.clone(),
+            proxy: self.proxy.clone(),
+            tls,
+        };
         (self.flavor.factory())(spec)
     }
 }
-

@@ -33,7 +33,10 @@ fn emulator(devices: &[&str], configure: impl FnOnce(Config) -> Config) -> Emula
 }
 
 fn device(emu: &Emulator, proto: Proto, regid: &str, auth: Auth) -> Device {
-    let (protocol, port): (extern "C" fn() -> *const PROV_DEVICE_TRANSPORT_PROVIDER, u16) = match proto {
+    let (protocol, port): (
+        extern "C" fn() -> *const PROV_DEVICE_TRANSPORT_PROVIDER,
+        u16,
+    ) = match proto {
         Proto::Mqtt => (Prov_Device_MQTT_Protocol, emu.mqtt_addr().port()),
         Proto::Ws => (Prov_Device_MQTT_WS_Protocol, emu.ws_addr().port()),
     };
@@ -52,16 +55,30 @@ fn device(emu: &Emulator, proto: Proto, regid: &str, auth: Auth) -> Device {
 
 fn x509(emu: &Emulator, regid: &str) -> Auth {
     let d = emu.pki().device(regid).expect("device certificate");
-    Auth::X509 { cert_chain_pem: d.cert_chain_pem.clone(), key_pem: d.key_pem.clone() }
+    Auth::X509 {
+        cert_chain_pem: d.cert_chain_pem.clone(),
+        key_pem: d.key_pem.clone(),
+    }
 }
 
 fn assert_assigned(o: &Outcome, regid: &str) {
-    assert_eq!(o.result, Some(PROV_DEVICE_TRANSPORT_RESULT_OK), "{regid}: {o:?}");
+    assert_eq!(
+        o.result,
+        Some(PROV_DEVICE_TRANSPORT_RESULT_OK),
+        "{regid}: {o:?}"
+    );
     assert_eq!(o.hub.as_deref(), Some("emulated-hub.azure-devices.net"));
     assert_eq!(o.device_id.as_deref(), Some(regid));
     assert_eq!(o.data_callbacks, 1, "one data callback");
-    assert_eq!(o.statuses.first(), Some(&(PROV_DEVICE_TRANSPORT_STATUS_CONNECTED, 1)));
-    assert!(o.statuses.contains(&(PROV_DEVICE_TRANSPORT_STATUS_ASSIGNING, 1)), "{o:?}");
+    assert_eq!(
+        o.statuses.first(),
+        Some(&(PROV_DEVICE_TRANSPORT_STATUS_CONNECTED, 1))
+    );
+    assert!(
+        o.statuses
+            .contains(&(PROV_DEVICE_TRANSPORT_STATUS_ASSIGNING, 1)),
+        "{o:?}"
+    );
     assert!(o.errors.is_empty());
 }
 
@@ -84,10 +101,16 @@ fn ws_x509_chain_registers() {
 
 fn symmetric_registers(proto: Proto, regid: &str, key: String) {
     let emu = emulator(&[], |c| c);
-    let o = register(&device(&emu, proto, regid, Auth::SymmetricKey { key_b64: key }), TIMEOUT);
+    let o = register(
+        &device(&emu, proto, regid, Auth::SymmetricKey { key_b64: key }),
+        TIMEOUT,
+    );
     assert_assigned(&o, regid);
     for line in logs_for(regid) {
-        assert!(!line.contains("SharedAccessSignature"), "a SAS token reached the log: {line}");
+        assert!(
+            !line.contains("SharedAccessSignature"),
+            "a SAS token reached the log: {line}"
+        );
     }
 }
 
@@ -116,10 +139,25 @@ fn ws_symmetric_group_registers() {
 #[test]
 fn throttled_429_then_registers() {
     let regid = "throttled";
-    let emu = emulator(&[regid], |c| c.with_scenario(regid, Scenario { throttle_429: 2, ..Scenario::default() }));
-    let o = register(&device(&emu, Proto::Mqtt, regid, x509(&emu, regid)), TIMEOUT);
+    let emu = emulator(&[regid], |c| {
+        c.with_scenario(
+            regid,
+            Scenario {
+                throttle_429: 2,
+                ..Scenario::default()
+            },
+        )
+    });
+    let o = register(
+        &device(&emu, Proto::Mqtt, regid, x509(&emu, regid)),
+        TIMEOUT,
+    );
     assert_assigned(&o, regid);
-    let transient = o.statuses.iter().filter(|(s, _)| *s == PROV_DEVICE_TRANSPORT_STATUS_TRANSIENT).count();
+    let transient = o
+        .statuses
+        .iter()
+        .filter(|(s, _)| *s == PROV_DEVICE_TRANSPORT_STATUS_TRANSIENT)
+        .count();
     assert_eq!(transient, 2, "{o:?}");
 }
 
@@ -133,13 +171,23 @@ fn unauthorized_401_takes_the_error_path_and_logs_the_error_code() {
         on: Stage::Register,
         times: None,
     };
-    let emu = emulator(&[regid], |c| c.with_scenario(regid, Scenario { error: Some(error), ..Scenario::default() }));
+    let emu = emulator(&[regid], |c| {
+        c.with_scenario(
+            regid,
+            Scenario {
+                error: Some(error),
+                ..Scenario::default()
+            },
+        )
+    });
     let o = register(&device(&emu, Proto::Ws, regid, x509(&emu, regid)), TIMEOUT);
     assert_eq!(o.result, Some(PROV_DEVICE_TRANSPORT_RESULT_ERROR), "{o:?}");
     assert_eq!((o.hub.as_deref(), o.data_callbacks), (None, 1));
     let logs = logs_for(regid);
     assert!(
-        logs.iter().any(|l| l.contains("401") && l.contains("errorCode 401002") && l.contains("trackingId")),
+        logs.iter().any(|l| l.contains("401")
+            && l.contains("errorCode 401002")
+            && l.contains("trackingId")),
         "{logs:#?}"
     );
 }
@@ -147,47 +195,107 @@ fn unauthorized_401_takes_the_error_path_and_logs_the_error_code() {
 #[test]
 fn connack_refused_reports_key_unauthorized() {
     let regid = "refused";
-    let emu = emulator(&[regid], |c| c.with_scenario(regid, Scenario { connack_refuse: Some(5), ..Scenario::default() }));
-    let o = register(&device(&emu, Proto::Mqtt, regid, x509(&emu, regid)), TIMEOUT);
+    let emu = emulator(&[regid], |c| {
+        c.with_scenario(
+            regid,
+            Scenario {
+                connack_refuse: Some(5),
+                ..Scenario::default()
+            },
+        )
+    });
+    let o = register(
+        &device(&emu, Proto::Mqtt, regid, x509(&emu, regid)),
+        TIMEOUT,
+    );
     assert_eq!(o.result, Some(PROV_DEVICE_TRANSPORT_RESULT_ERROR));
-    assert_eq!(o.errors, vec![PROV_DEVICE_TRANSPORT_ERROR::PROV_DEVICE_ERROR_KEY_UNAUTHORIZED]);
+    assert_eq!(
+        o.errors,
+        vec![PROV_DEVICE_TRANSPORT_ERROR::PROV_DEVICE_ERROR_KEY_UNAUTHORIZED]
+    );
     assert!(o.statuses.is_empty(), "never connected: {o:?}");
-    assert_eq!(emu.connections_accepted(), 1, "an authorization failure is not retried");
+    assert_eq!(
+        emu.connections_accepted(),
+        1,
+        "an authorization failure is not retried"
+    );
 }
 
 #[test]
 fn wrong_symmetric_key_is_refused_not_retried() {
     let emu = emulator(&[], |c| c);
-    let bad = Auth::SymmetricKey { key_b64: GROUP_KEY.into() };
+    let bad = Auth::SymmetricKey {
+        key_b64: GROUP_KEY.into(),
+    };
     let o = register(&device(&emu, Proto::Ws, "sym-ws", bad), TIMEOUT);
     assert_eq!(o.result, Some(PROV_DEVICE_TRANSPORT_RESULT_ERROR));
-    assert_eq!(o.errors, vec![PROV_DEVICE_TRANSPORT_ERROR::PROV_DEVICE_ERROR_KEY_UNAUTHORIZED]);
+    assert_eq!(
+        o.errors,
+        vec![PROV_DEVICE_TRANSPORT_ERROR::PROV_DEVICE_ERROR_KEY_UNAUTHORIZED]
+    );
 }
 
 #[test]
 fn failed_and_disabled_final_states_take_the_error_path() {
     use dps_emulator::scenario::Final;
     for (regid, fin) in [
-        ("final-failed", Final::Failed { error_code: 400209, message: "not allowed".into() }),
+        (
+            "final-failed",
+            Final::Failed {
+                error_code: 400209,
+                message: "not allowed".into(),
+            },
+        ),
         ("final-disabled", Final::Disabled),
     ] {
-        let emu = emulator(&[regid], |c| c.with_scenario(regid, Scenario { final_status: fin, ..Scenario::default() }));
-        let o = register(&device(&emu, Proto::Mqtt, regid, x509(&emu, regid)), TIMEOUT);
-        assert_eq!(o.result, Some(PROV_DEVICE_TRANSPORT_RESULT_ERROR), "{regid}: {o:?}");
+        let emu = emulator(&[regid], |c| {
+            c.with_scenario(
+                regid,
+                Scenario {
+                    final_status: fin,
+                    ..Scenario::default()
+                },
+            )
+        });
+        let o = register(
+            &device(&emu, Proto::Mqtt, regid, x509(&emu, regid)),
+            TIMEOUT,
+        );
+        assert_eq!(
+            o.result,
+            Some(PROV_DEVICE_TRANSPORT_RESULT_ERROR),
+            "{regid}: {o:?}"
+        );
         assert_eq!(o.data_callbacks, 1);
     }
-    assert!(logs_for("final-failed").iter().any(|l| l.contains("errorCode 400209")));
+    assert!(logs_for("final-failed")
+        .iter()
+        .any(|l| l.contains("errorCode 400209")));
 }
 
 #[test]
 fn reordered_query_parameters_are_understood() {
     let regid = "reordered";
     let emu = emulator(&[regid], |c| {
-        c.with_scenario(regid, Scenario { reordered_query: true, retry_after: Some(2), ..Scenario::default() })
+        c.with_scenario(
+            regid,
+            Scenario {
+                reordered_query: true,
+                retry_after: Some(2),
+                ..Scenario::default()
+            },
+        )
     });
-    let o = register(&device(&emu, Proto::Mqtt, regid, x509(&emu, regid)), TIMEOUT);
+    let o = register(
+        &device(&emu, Proto::Mqtt, regid, x509(&emu, regid)),
+        TIMEOUT,
+    );
     assert_eq!(o.result, Some(PROV_DEVICE_TRANSPORT_RESULT_OK));
-    assert!(o.statuses.contains(&(PROV_DEVICE_TRANSPORT_STATUS_ASSIGNING, 2)), "{o:?}");
+    assert!(
+        o.statuses
+            .contains(&(PROV_DEVICE_TRANSPORT_STATUS_ASSIGNING, 2)),
+        "{o:?}"
+    );
 }
 
 #[test]
@@ -195,8 +303,19 @@ fn a_connection_dropped_after_register_is_survived() {
     use dps_emulator::scenario::DropAfter;
     for proto in [Proto::Mqtt, Proto::Ws] {
         let regid = format!("drop-register-{proto:?}").to_lowercase();
-        let drop = DropAfter { stage: Stage::Register, always: false };
-        let emu = emulator(&[&regid], |c| c.with_scenario(&regid, Scenario { drop_after: Some(drop), ..Scenario::default() }));
+        let drop = DropAfter {
+            stage: Stage::Register,
+            always: false,
+        };
+        let emu = emulator(&[&regid], |c| {
+            c.with_scenario(
+                &regid,
+                Scenario {
+                    drop_after: Some(drop),
+                    ..Scenario::default()
+                },
+            )
+        });
         let mut dev = device(&emu, proto, &regid, x509(&emu, &regid));
         dev.u32_options = vec![("retry_initial_ms", 50)];
         let o = register(&dev, TIMEOUT);
@@ -208,10 +327,24 @@ fn a_connection_dropped_after_register_is_survived() {
 #[test]
 fn destroy_without_close_and_mid_connect_is_clean() {
     let regid = "destroy-mid";
-    let emu = emulator(&[regid], |c| c.with_scenario(regid, Scenario { delay_ms: 300, ..Scenario::default() }));
+    let emu = emulator(&[regid], |c| {
+        c.with_scenario(
+            regid,
+            Scenario {
+                delay_ms: 300,
+                ..Scenario::default()
+            },
+        )
+    });
     let dev = device(&emu, Proto::Mqtt, regid, x509(&emu, regid));
     // close_in_callback off, and a timeout shorter than the handshake: destroy mid-connect.
-    let o = register(&Device { close_in_callback: false, ..dev }, Duration::from_millis(100));
+    let o = register(
+        &Device {
+            close_in_callback: false,
+            ..dev
+        },
+        Duration::from_millis(100),
+    );
     assert_eq!(o.result, None);
     assert_eq!(o.data_callbacks, 0, "no callback after destroy");
 }

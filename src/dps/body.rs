@@ -18,9 +18,16 @@ pub enum PayloadError {
 impl std::fmt::Display for PayloadError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            PayloadError::TooLarge(n) => write!(f, "reply payload of {n} bytes exceeds the 96 KB DPS limit"),
-            PayloadError::EmbeddedNul(at) => write!(f, "reply payload has a NUL byte at offset {at}"),
-            PayloadError::NotUtf8(at) => write!(f, "reply payload is not UTF-8 (invalid byte at offset {at})"),
+            PayloadError::TooLarge(n) => {
+                write!(f, "reply payload of {n} bytes exceeds the 96 KB DPS limit")
+            }
+            PayloadError::EmbeddedNul(at) => {
+                write!(f, "reply payload has a NUL byte at offset {at}")
+            }
+            PayloadError::NotUtf8(at) => write!(
+                f,
+                "reply payload is not UTF-8 (invalid byte at offset {at})"
+            ),
         }
     }
 }
@@ -52,14 +59,24 @@ impl ServiceError {
         let v: Value = serde_json::from_str(body).ok()?;
         let state = v.get("registrationState");
         let pick = |key: &str| v.get(key).or_else(|| state.and_then(|s| s.get(key)));
-        let error_code = pick("errorCode").and_then(|c| c.as_u64().or_else(|| c.as_str()?.parse().ok()));
-        let tracking_id = pick("trackingId").and_then(Value::as_str).map(str::to_owned);
+        let error_code =
+            pick("errorCode").and_then(|c| c.as_u64().or_else(|| c.as_str()?.parse().ok()));
+        let tracking_id = pick("trackingId")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
         let message = pick("message")
             .or_else(|| pick("errorMessage"))
             .and_then(Value::as_str)
             .map(str::to_owned);
-        let failed = matches!(v.get("status").and_then(Value::as_str), Some("failed" | "disabled" | "blacklisted"));
-        (error_code.is_some() || failed).then_some(ServiceError { error_code, tracking_id, message })
+        let failed = matches!(
+            v.get("status").and_then(Value::as_str),
+            Some("failed" | "disabled" | "blacklisted")
+        );
+        (error_code.is_some() || failed).then_some(ServiceError {
+            error_code,
+            tracking_id,
+            message,
+        })
     }
 }
 
@@ -96,7 +113,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(e.error_code, Some(401002));
-        assert_eq!(e.to_string(), "DPS errorCode 401002 trackingId t-1: CA certificate not found.");
+        assert_eq!(
+            e.to_string(),
+            "DPS errorCode 401002 trackingId t-1: CA certificate not found."
+        );
     }
 
     #[test]
@@ -111,7 +131,10 @@ mod tests {
 
     #[test]
     fn success_bodies_are_not_errors() {
-        assert_eq!(ServiceError::from_body(r#"{"operationId":"o","status":"assigning"}"#), None);
+        assert_eq!(
+            ServiceError::from_body(r#"{"operationId":"o","status":"assigning"}"#),
+            None
+        );
         assert_eq!(ServiceError::from_body("not json"), None);
     }
 
@@ -121,6 +144,9 @@ mod tests {
         assert_eq!(check_payload(b"{\0}"), Err(PayloadError::EmbeddedNul(1)));
         assert_eq!(check_payload(b"{\xff}"), Err(PayloadError::NotUtf8(1)));
         let big = vec![b' '; crate::dps::MAX_PACKET + 1];
-        assert_eq!(check_payload(&big), Err(PayloadError::TooLarge(crate::dps::MAX_PACKET + 1)));
+        assert_eq!(
+            check_payload(&big),
+            Err(PayloadError::TooLarge(crate::dps::MAX_PACKET + 1))
+        );
     }
 }

@@ -3,11 +3,18 @@
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 
 /// `<scope>/registrations/<regid>/api-version=<api>&ClientVersion=<url-encoded version>`
-pub fn username(scope: &str, registration_id: &str, api_version: &str, client_version: &str) -> String {
+pub fn username(
+    scope: &str,
+    registration_id: &str,
+    api_version: &str,
+    client_version: &str,
+) -> String {
     let version = utf8_percent_encode(client_version, NON_ALPHANUMERIC).to_string();
     // '.' is unreserved in a URL: keep "1.15.0" readable as the SDK sends it.
     let version = version.replace("%2E", ".");
-    format!("{scope}/registrations/{registration_id}/api-version={api_version}&ClientVersion={version}")
+    format!(
+        "{scope}/registrations/{registration_id}/api-version={api_version}&ClientVersion={version}"
+    )
 }
 
 #[cfg(test)]

@@ -17,7 +17,10 @@ pub fn guard<R>(entry: &'static str, on_panic: impl FnOnce() -> R, body: impl Fn
                 .map(|s| s.to_string())
                 .or_else(|| payload.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".into());
-            crate::error!("", "{entry}: internal error caught at the C boundary: {why}");
+            crate::error!(
+                "",
+                "{entry}: internal error caught at the C boundary: {why}"
+            );
             // A panic while handling the panic must not unwind into C either.
             catch_unwind(AssertUnwindSafe(on_panic)).unwrap_or_else(|_| std::process::abort())
         }
@@ -30,18 +33,27 @@ pub fn guard<R>(entry: &'static str, on_panic: impl FnOnce() -> R, body: impl Fn
 /// `p` is NULL or points to a NUL-terminated string valid for the call.
 pub unsafe fn required_str<'a>(p: *const c_char, what: &'static str) -> Result<&'a str, Error> {
     if p.is_null() {
-        return Err(Error::InvalidArgument { what, why: "is NULL".into() });
+        return Err(Error::InvalidArgument {
+            what,
+            why: "is NULL".into(),
+        });
     }
     // SAFETY: non-NULL and NUL-terminated per the caller's contract.
     let s = unsafe { CStr::from_ptr(p) };
-    s.to_str().map_err(|e| Error::InvalidArgument { what, why: format!("is not UTF-8 ({e})") })
+    s.to_str().map_err(|e| Error::InvalidArgument {
+        what,
+        why: format!("is not UTF-8 ({e})"),
+    })
 }
 
 /// An optional C string argument (NULL = None).
 ///
 /// # Safety
 /// As [`required_str`].
-pub unsafe fn optional_str<'a>(p: *const c_char, what: &'static str) -> Result<Option<&'a str>, Error> {
+pub unsafe fn optional_str<'a>(
+    p: *const c_char,
+    what: &'static str,
+) -> Result<Option<&'a str>, Error> {
     match p.is_null() {
         true => Ok(None),
         // SAFETY: forwarded contract.

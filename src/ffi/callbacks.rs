@@ -16,10 +16,15 @@ use crate::session::{Callout, Outcome, Parsed, ReplyStatus};
 /// Runs every callout the handle has, in order, re-checking the handle after each callback.
 pub fn run_callouts(h: &Handle) {
     while h.is_live() {
-        let Some(callout) = h.core.lock().poll(Instant::now()) else { return };
+        let Some(callout) = h.core.lock().poll(Instant::now()) else {
+            return;
+        };
         let cbs = h.callbacks();
         match callout {
-            Callout::Status { status, retry_after } => status_cb(&cbs, status, retry_after),
+            Callout::Status {
+                status,
+                retry_after,
+            } => status_cb(&cbs, status, retry_after),
             Callout::Credentials(ticket) => {
                 let token = challenge(h, &cbs);
                 h.core.lock().credentials(ticket, Instant::now(), token);
@@ -40,15 +45,25 @@ pub fn run_callouts(h: &Handle) {
                         info.field(|i| i.iothub_uri),
                         info.field(|i| i.device_id),
                     ),
-                    (Outcome::Status { status, retry_after }, _) => status_cb(&cbs, status, retry_after),
+                    (
+                        Outcome::Status {
+                            status,
+                            retry_after,
+                        },
+                        _,
+                    ) => status_cb(&cbs, status, retry_after),
                     _ => {}
                 }
                 drop(info); // frees the record after the callback, by its status
             }
-            Callout::KeyFail => error_cb(&cbs, PROV_DEVICE_TRANSPORT_ERROR::PROV_DEVICE_ERROR_KEY_FAIL),
-            Callout::KeyUnauthorized => {
-                error_cb(&cbs, PROV_DEVICE_TRANSPORT_ERROR::PROV_DEVICE_ERROR_KEY_UNAUTHORIZED)
-            }
+            Callout::KeyFail => error_cb(
+                &cbs,
+                PROV_DEVICE_TRANSPORT_ERROR::PROV_DEVICE_ERROR_KEY_FAIL,
+            ),
+            Callout::KeyUnauthorized => error_cb(
+                &cbs,
+                PROV_DEVICE_TRANSPORT_ERROR::PROV_DEVICE_ERROR_KEY_UNAUTHORIZED,
+            ),
             Callout::Failed => data_cb(
                 &cbs,
                 PROV_DEVICE_TRANSPORT_RESULT::PROV_DEVICE_TRANSPORT_RESULT_ERROR,
@@ -137,11 +152,21 @@ unsafe fn take_c_string(p: *mut c_char) -> Option<Vec<u8>> {
 fn challenge(h: &Handle, cbs: &Callbacks) -> Option<Secret> {
     let f = cbs.challenge_cb?;
     // SAFETY: registered in open; "registration" is a static NUL-terminated string.
-    let token = unsafe { take_c_string(f(ptr::null(), 0, c"registration".as_ptr(), cbs.challenge_ctx)) }?;
+    let token = unsafe {
+        take_c_string(f(
+            ptr::null(),
+            0,
+            c"registration".as_ptr(),
+            cbs.challenge_ctx,
+        ))
+    }?;
     match String::from_utf8(token) {
         Ok(t) => Some(Secret::new(t)),
         Err(_) => {
-            crate::error!(h.core.lock().context(), "the challenge callback returned a SAS token that is not UTF-8");
+            crate::error!(
+                h.core.lock().context(),
+                "the challenge callback returned a SAS token that is not UTF-8"
+            );
             None
         }
     }
@@ -169,7 +194,11 @@ impl JsonInfo {
     fn raw_status(&self) -> c_int {
         // SAFETY: the record is live until drop; read as int so an out-of-range value from C is
         // not an invalid Rust enum.
-        unsafe { ptr::addr_of!((*self.0.as_ptr()).prov_status).cast::<c_int>().read() }
+        unsafe {
+            ptr::addr_of!((*self.0.as_ptr()).prov_status)
+                .cast::<c_int>()
+                .read()
+        }
     }
 
     fn field<T>(&self, get: impl FnOnce(&PROV_JSON_INFO) -> T) -> T {
@@ -182,9 +211,15 @@ impl JsonInfo {
         let operation_id = match id.is_null() {
             true => None,
             // SAFETY: a NUL-terminated string owned by the record.
-            false => unsafe { CStr::from_ptr(id) }.to_str().ok().map(str::to_owned),
+            false => unsafe { CStr::from_ptr(id) }
+                .to_str()
+                .ok()
+                .map(str::to_owned),
         };
-        Parsed { status: from_c_status(self.raw_status()), operation_id }
+        Parsed {
+            status: from_c_status(self.raw_status()),
+            operation_id,
+        }
     }
 }
 

@@ -30,6 +30,11 @@ pub struct Callbacks {
     pub json_ctx: *mut c_void,
 }
 
+// SAFETY: the raw pointers are the caller's opaque contexts: never dereferenced here, only
+// handed back to the caller's own callbacks. The SDK's threaded layer calls a handle from its
+// worker thread under its own lock, so a handle must be movable between threads.
+unsafe impl Send for Callbacks {}
+
 pub struct Handle {
     magic: AtomicU64,
     pub core: Mutex<Transport>,
@@ -37,7 +42,11 @@ pub struct Handle {
 }
 
 impl Handle {
-    pub fn new(core: Transport, error_cb: PROV_TRANSPORT_ERROR_CALLBACK, error_ctx: *mut c_void) -> Handle {
+    pub fn new(
+        core: Transport,
+        error_cb: PROV_TRANSPORT_ERROR_CALLBACK,
+        error_ctx: *mut c_void,
+    ) -> Handle {
         Handle {
             magic: AtomicU64::new(MAGIC),
             core: Mutex::new(core),
@@ -95,8 +104,15 @@ impl Handle {
         let raw = p as *const Handle;
         // SAFETY: as in borrow.
         let handle = unsafe { &*raw };
-        if handle.magic.compare_exchange(MAGIC, 0, Ordering::AcqRel, Ordering::Acquire).is_err() {
-            crate::error!("", "destroy: the handle {p:p} is not a live transport handle");
+        if handle
+            .magic
+            .compare_exchange(MAGIC, 0, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            crate::error!(
+                "",
+                "destroy: the handle {p:p} is not a live transport handle"
+            );
             return None;
         }
         // SAFETY: the magic swap makes this the one release of C's reference.

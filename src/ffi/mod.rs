@@ -10,7 +10,10 @@ mod handle;
 mod provider;
 pub mod types;
 
-pub use provider::{PROV_MQTT_Protocol, PROV_MQTT_WS_Protocol, Prov_Device_MQTT_Protocol, Prov_Device_MQTT_WS_Protocol};
+pub use provider::{
+    PROV_MQTT_Protocol, PROV_MQTT_WS_Protocol, Prov_Device_MQTT_Protocol,
+    Prov_Device_MQTT_WS_Protocol,
+};
 pub use types::*;
 
 #[cfg(test)]

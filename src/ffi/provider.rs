@@ -17,7 +17,10 @@ use crate::session::Auth;
 use crate::transport::Transport;
 
 fn null_arg(what: &'static str) -> Error {
-    Error::InvalidArgument { what, why: "is NULL".into() }
+    Error::InvalidArgument {
+        what,
+        why: "is NULL".into(),
+    }
 }
 
 /// The common shape of the `int`-returning slots: a live handle, the body, one log line on
@@ -35,7 +38,9 @@ unsafe fn with_handle(
         || {
             // SAFETY: same contract as the entry point.
             if let Some(h) = unsafe { Handle::borrow(handle) } {
-                h.core.lock().fail_now(Error::Internal(format!("a panic in {entry}")));
+                h.core
+                    .lock()
+                    .fail_now(Error::Internal(format!("a panic in {entry}")));
             }
             FAILURE
         },
@@ -72,17 +77,23 @@ unsafe fn create(
                     required_str(api_version, "api_version")?,
                 )
             };
-            let auth = match type_.0 {
-                1 => Auth::X509,
-                2 => Auth::SymmetricKey,
-                0 => {
-                    return Err(Error::InvalidArgument {
+            let auth =
+                match type_.0 {
+                    1 => Auth::X509,
+                    2 => Auth::SymmetricKey,
+                    0 => return Err(Error::InvalidArgument {
                         what: "type",
-                        why: "TPM attestation is not supported over MQTT (use AMQP or HTTP for TPM)".into(),
-                    })
-                }
-                n => return Err(Error::InvalidArgument { what: "type", why: format!("{n} is not a TRANSPORT_HSM_TYPE") }),
-            };
+                        why:
+                            "TPM attestation is not supported over MQTT (use AMQP or HTTP for TPM)"
+                                .into(),
+                    }),
+                    n => {
+                        return Err(Error::InvalidArgument {
+                            what: "type",
+                            why: format!("{n} is not a TRANSPORT_HSM_TYPE"),
+                        })
+                    }
+                };
             Transport::create(flavor, uri, auth, scope, api)
         })();
         match made {
@@ -106,7 +117,17 @@ unsafe extern "C" fn create_mqtt(
     error_ctx: *mut c_void,
 ) -> PROV_DEVICE_TRANSPORT_HANDLE {
     // SAFETY: forwarded contract.
-    unsafe { create(Flavor::Tls, uri, type_, scope_id, api_version, error_cb, error_ctx) }
+    unsafe {
+        create(
+            Flavor::Tls,
+            uri,
+            type_,
+            scope_id,
+            api_version,
+            error_cb,
+            error_ctx,
+        )
+    }
 }
 
 /// # Safety
@@ -120,7 +141,17 @@ unsafe extern "C" fn create_mqtt_ws(
     error_ctx: *mut c_void,
 ) -> PROV_DEVICE_TRANSPORT_HANDLE {
     // SAFETY: forwarded contract.
-    unsafe { create(Flavor::WebSocket, uri, type_, scope_id, api_version, error_cb, error_ctx) }
+    unsafe {
+        create(
+            Flavor::WebSocket,
+            uri,
+            type_,
+            scope_id,
+            api_version,
+            error_cb,
+            error_ctx,
+        )
+    }
 }
 
 /// Frees the handle; no callback runs after it. NULL is a no-op.
@@ -128,12 +159,16 @@ unsafe extern "C" fn create_mqtt_ws(
 /// # Safety
 /// `handle` is NULL or a live handle; it must not be used afterwards.
 unsafe extern "C" fn destroy(handle: PROV_DEVICE_TRANSPORT_HANDLE) {
-    guard("prov_transport_destroy", || (), || {
-        // SAFETY: per the contract.
-        if let Some(h) = unsafe { Handle::release(handle) } {
-            h.core.lock().close();
-        }
-    })
+    guard(
+        "prov_transport_destroy",
+        || (),
+        || {
+            // SAFETY: per the contract.
+            if let Some(h) = unsafe { Handle::release(handle) } {
+                h.core.lock().close();
+            }
+        },
+    )
 }
 
 /// # Safety
@@ -222,7 +257,11 @@ unsafe extern "C" fn register_device(
 /// `handle` as in [`destroy`].
 unsafe extern "C" fn get_operation_status(handle: PROV_DEVICE_TRANSPORT_HANDLE) -> c_int {
     // SAFETY: per the contract.
-    unsafe { with_handle("prov_transport_get_op_status", handle, |h| h.core.lock().get_operation_status()) }
+    unsafe {
+        with_handle("prov_transport_get_op_status", handle, |h| {
+            h.core.lock().get_operation_status()
+        })
+    }
 }
 
 /// Runs callbacks that are due; never blocks on the network. NULL is a no-op.
@@ -234,7 +273,12 @@ unsafe extern "C" fn dowork(handle: PROV_DEVICE_TRANSPORT_HANDLE) {
         return;
     }
     // SAFETY: per the contract.
-    unsafe { with_handle("prov_transport_dowork", handle, |h| Ok(run_callouts(h))) };
+    unsafe {
+        with_handle("prov_transport_dowork", handle, |h| {
+            run_callouts(h);
+            Ok(())
+        })
+    };
 }
 
 /// # Safety
@@ -268,7 +312,10 @@ unsafe extern "C" fn x509_cert(
 
 /// # Safety
 /// `handle` as in [`destroy`]; `certificate` NUL-terminated.
-unsafe extern "C" fn trusted_cert(handle: PROV_DEVICE_TRANSPORT_HANDLE, certificate: *const c_char) -> c_int {
+unsafe extern "C" fn trusted_cert(
+    handle: PROV_DEVICE_TRANSPORT_HANDLE,
+    certificate: *const c_char,
+) -> c_int {
     // SAFETY: per the contract.
     unsafe {
         with_handle("prov_transport_trusted_cert", handle, |h| {
@@ -307,9 +354,16 @@ unsafe fn apply_proxy(h: &Handle, options: *const HTTP_PROXY_OPTIONS) -> Result<
 
 /// # Safety
 /// `handle` as in [`destroy`]; `proxy_option` as in [`apply_proxy`].
-unsafe extern "C" fn set_proxy(handle: PROV_DEVICE_TRANSPORT_HANDLE, proxy_option: *const HTTP_PROXY_OPTIONS) -> c_int {
+unsafe extern "C" fn set_proxy(
+    handle: PROV_DEVICE_TRANSPORT_HANDLE,
+    proxy_option: *const HTTP_PROXY_OPTIONS,
+) -> c_int {
     // SAFETY: per the contract.
-    unsafe { with_handle("prov_transport_set_proxy", handle, |h| apply_proxy(h, proxy_option)) }
+    unsafe {
+        with_handle("prov_transport_set_proxy", handle, |h| {
+            apply_proxy(h, proxy_option)
+        })
+    }
 }
 
 /// # Safety
@@ -331,15 +385,26 @@ unsafe extern "C" fn set_option(
                 what: "option_name",
                 why: format!(
                     "{name:?} is not supported (supported: {})",
-                    options::OPTIONS.iter().map(|(n, _, _)| *n).collect::<Vec<_>>().join(", ")
+                    options::OPTIONS
+                        .iter()
+                        .map(|(n, _, _)| *n)
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             })?;
             if value.is_null() {
-                return Err(Error::InvalidArgument { what: "value", why: format!("is NULL for {name:?}") });
+                return Err(Error::InvalidArgument {
+                    what: "value",
+                    why: format!("is NULL for {name:?}"),
+                });
             }
             let setting = match kind {
-                Kind::U32 => options::number(name, i64::from(value.cast::<u32>().read_unaligned()))?,
-                Kind::Int => options::number(name, i64::from(value.cast::<c_int>().read_unaligned()))?,
+                Kind::U32 => {
+                    options::number(name, i64::from(value.cast::<u32>().read_unaligned()))?
+                }
+                Kind::Int => {
+                    options::number(name, i64::from(value.cast::<c_int>().read_unaligned()))?
+                }
                 Kind::Bool => Setting::Trace(value.cast::<u8>().read() != 0),
                 Kind::Str => Setting::TrustedCerts(required_str(value.cast(), "value")?.to_owned()),
                 Kind::Proxy => return apply_proxy(h, value.cast()),

@@ -89,8 +89,13 @@ pub type PROV_DEVICE_TRANSPORT_REGISTER_CALLBACK = Option<
     ),
 >;
 /// Called on every status change, with the retry interval in seconds.
-pub type PROV_DEVICE_TRANSPORT_STATUS_CALLBACK =
-    Option<unsafe extern "C" fn(transport_status: PROV_DEVICE_TRANSPORT_STATUS, retry_interval: u32, user_ctx: *mut c_void)>;
+pub type PROV_DEVICE_TRANSPORT_STATUS_CALLBACK = Option<
+    unsafe extern "C" fn(
+        transport_status: PROV_DEVICE_TRANSPORT_STATUS,
+        retry_interval: u32,
+        user_ctx: *mut c_void,
+    ),
+>;
 /// Returns a `malloc`ed SAS token (freed by the transport).
 pub type PROV_TRANSPORT_CHALLENGE_CALLBACK = Option<
     unsafe extern "C" fn(
@@ -101,14 +106,24 @@ pub type PROV_TRANSPORT_CHALLENGE_CALLBACK = Option<
     ) -> *mut c_char,
 >;
 /// Parses a reply into a `malloc`ed record (freed by the transport).
-pub type PROV_TRANSPORT_JSON_PARSE =
-    Option<unsafe extern "C" fn(json_document: *const c_char, user_ctx: *mut c_void) -> *mut PROV_JSON_INFO>;
+pub type PROV_TRANSPORT_JSON_PARSE = Option<
+    unsafe extern "C" fn(
+        json_document: *const c_char,
+        user_ctx: *mut c_void,
+    ) -> *mut PROV_JSON_INFO,
+>;
 /// Returns the `malloc`ed request body (freed by the transport).
-pub type PROV_TRANSPORT_CREATE_JSON_PAYLOAD =
-    Option<unsafe extern "C" fn(ek_value: *const c_char, srk_value: *const c_char, user_ctx: *mut c_void) -> *mut c_char>;
+pub type PROV_TRANSPORT_CREATE_JSON_PAYLOAD = Option<
+    unsafe extern "C" fn(
+        ek_value: *const c_char,
+        srk_value: *const c_char,
+        user_ctx: *mut c_void,
+    ) -> *mut c_char,
+>;
 /// Reports key and authorization failures.
-pub type PROV_TRANSPORT_ERROR_CALLBACK =
-    Option<unsafe extern "C" fn(transport_error: PROV_DEVICE_TRANSPORT_ERROR, user_context: *mut c_void)>;
+pub type PROV_TRANSPORT_ERROR_CALLBACK = Option<
+    unsafe extern "C" fn(transport_error: PROV_DEVICE_TRANSPORT_ERROR, user_context: *mut c_void),
+>;
 
 pub type pfprov_transport_create = Option<
     unsafe extern "C" fn(
@@ -120,7 +135,8 @@ pub type pfprov_transport_create = Option<
         error_ctx: *mut c_void,
     ) -> PROV_DEVICE_TRANSPORT_HANDLE,
 >;
-pub type pfprov_transport_destroy = Option<unsafe extern "C" fn(handle: PROV_DEVICE_TRANSPORT_HANDLE)>;
+pub type pfprov_transport_destroy =
+    Option<unsafe extern "C" fn(handle: PROV_DEVICE_TRANSPORT_HANDLE)>;
 pub type pfprov_transport_open = Option<
     unsafe extern "C" fn(
         handle: PROV_DEVICE_TRANSPORT_HANDLE,
@@ -135,7 +151,8 @@ pub type pfprov_transport_open = Option<
         challenge_ctx: *mut c_void,
     ) -> c_int,
 >;
-pub type pfprov_transport_close = Option<unsafe extern "C" fn(handle: PROV_DEVICE_TRANSPORT_HANDLE) -> c_int>;
+pub type pfprov_transport_close =
+    Option<unsafe extern "C" fn(handle: PROV_DEVICE_TRANSPORT_HANDLE) -> c_int>;
 pub type pfprov_transport_register_device = Option<
     unsafe extern "C" fn(
         handle: PROV_DEVICE_TRANSPORT_HANDLE,
@@ -146,7 +163,8 @@ pub type pfprov_transport_register_device = Option<
 >;
 pub type pfprov_transport_get_operation_status =
     Option<unsafe extern "C" fn(handle: PROV_DEVICE_TRANSPORT_HANDLE) -> c_int>;
-pub type pfprov_transport_dowork = Option<unsafe extern "C" fn(handle: PROV_DEVICE_TRANSPORT_HANDLE)>;
+pub type pfprov_transport_dowork =
+    Option<unsafe extern "C" fn(handle: PROV_DEVICE_TRANSPORT_HANDLE)>;
 pub type pfprov_transport_set_trace =
     Option<unsafe extern "C" fn(handle: PROV_DEVICE_TRANSPORT_HANDLE, trace_on: bool) -> c_int>;
 pub type pfprov_transport_set_x509_cert = Option<
@@ -156,10 +174,14 @@ pub type pfprov_transport_set_x509_cert = Option<
         private_key: *const c_char,
     ) -> c_int,
 >;
-pub type pfprov_transport_set_trusted_cert =
-    Option<unsafe extern "C" fn(handle: PROV_DEVICE_TRANSPORT_HANDLE, certificate: *const c_char) -> c_int>;
+pub type pfprov_transport_set_trusted_cert = Option<
+    unsafe extern "C" fn(handle: PROV_DEVICE_TRANSPORT_HANDLE, certificate: *const c_char) -> c_int,
+>;
 pub type pfprov_transport_set_proxy = Option<
-    unsafe extern "C" fn(handle: PROV_DEVICE_TRANSPORT_HANDLE, proxy_option: *const HTTP_PROXY_OPTIONS) -> c_int,
+    unsafe extern "C" fn(
+        handle: PROV_DEVICE_TRANSPORT_HANDLE,
+        proxy_option: *const HTTP_PROXY_OPTIONS,
+    ) -> c_int,
 >;
 pub type pfprov_transport_set_option = Option<
     unsafe extern "C" fn(
@@ -190,4 +212,5 @@ pub struct PROV_DEVICE_TRANSPORT_PROVIDER {
 pub type PROV_TRANSPORT_PROVIDER = PROV_DEVICE_TRANSPORT_PROVIDER;
 
 /// A function returning a provider table, as `Prov_Device_LL_Create` takes it.
-pub type PROV_DEVICE_TRANSPORT_PROVIDER_FUNCTION = Option<extern "C" fn() -> *const PROV_DEVICE_TRANSPORT_PROVIDER>;
+pub type PROV_DEVICE_TRANSPORT_PROVIDER_FUNCTION =
+    Option<extern "C" fn() -> *const PROV_DEVICE_TRANSPORT_PROVIDER>;

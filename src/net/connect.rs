@@ -23,21 +23,35 @@ pub async fn establish(spec: &ConnectSpec, flavor: Flavor) -> Result<(Io, String
     let tcp = match &spec.proxy {
         None => TcpStream::connect((host, spec.endpoint.port))
             .await
-            .map_err(|e| Error::Connect { target: spec.endpoint.to_string(), why: e.to_string() })?,
+            .map_err(|e| Error::Connect {
+                target: spec.endpoint.to_string(),
+                why: e.to_string(),
+            })?,
         Some(proxy) => through_proxy(proxy, host, spec.endpoint.port).await?,
     };
     let _ = tcp.set_nodelay(true);
-    let name = ServerName::try_from(host.to_owned())
-        .map_err(|e| Error::InvalidArgument { what: "uri", why: format!("{host:?} is not a valid host name: {e}") })?;
-    let tls = TlsConnector::from(spec.tls.clone()).connect(name, tcp).await.map_err(|e| match read_error(e, host) {
-        Error::ConnectionLost(why) => Error::Tls { why: format!("the connection closed during the handshake ({why})"), transient: true },
-        other => other,
+    let name = ServerName::try_from(host.to_owned()).map_err(|e| Error::InvalidArgument {
+        what: "uri",
+        why: format!("{host:?} is not a valid host name: {e}"),
     })?;
+    let tls = TlsConnector::from(spec.tls.clone())
+        .connect(name, tcp)
+        .await
+        .map_err(|e| match read_error(e, host) {
+            Error::ConnectionLost(why) => Error::Tls {
+                why: format!("the connection closed during the handshake ({why})"),
+                transient: true,
+            },
+            other => other,
+        })?;
     let (_, session) = tls.get_ref();
     let description = format!(
         "{} {:?} {:?}",
         spec.endpoint,
-        session.protocol_version().map(|v| format!("{v:?}")).unwrap_or_default(),
+        session
+            .protocol_version()
+            .map(|v| format!("{v:?}"))
+            .unwrap_or_default(),
         session.negotiated_cipher_suite().map(|s| s.suite())
     );
     match flavor {
@@ -47,12 +61,21 @@ pub async fn establish(spec: &ConnectSpec, flavor: Flavor) -> Result<(Io, String
             let mut request = url
                 .into_client_request()
                 .map_err(|e| Error::WebSocket(format!("cannot build the upgrade request: {e}")))?;
-            request.headers_mut().insert("Sec-WebSocket-Protocol", HeaderValue::from_static(WS_SUBPROTOCOL));
-            let config = WebSocketConfig::default().max_message_size(Some(MAX_PACKET + 8)).max_frame_size(Some(MAX_PACKET + 8));
-            let (ws, _response) = tokio_tungstenite::client_async_with_config(request, tls, Some(config))
-                .await
-                .map_err(|e| Error::WebSocket(e.to_string()))?;
-            Ok((Io::Ws(Box::new(ws)), format!("{description} WebSocket {WS_PATH}")))
+            request.headers_mut().insert(
+                "Sec-WebSocket-Protocol",
+                HeaderValue::from_static(WS_SUBPROTOCOL),
+            );
+            let config = WebSocketConfig::default()
+                .max_message_size(Some(MAX_PACKET + 8))
+                .max_frame_size(Some(MAX_PACKET + 8));
+            let (ws, _response) =
+                tokio_tungstenite::client_async_with_config(request, tls, Some(config))
+                    .await
+                    .map_err(|e| Error::WebSocket(e.to_string()))?;
+            Ok((
+                Io::Ws(Box::new(ws)),
+                format!("{description} WebSocket {WS_PATH}"),
+            ))
         }
     }
 }
@@ -61,11 +84,21 @@ async fn through_proxy(proxy: &Proxy, host: &str, port: u16) -> Result<TcpStream
     let at = format!("{}:{}", proxy.host, proxy.port);
     let mut tcp = TcpStream::connect((proxy.host.as_str(), proxy.port))
         .await
-        .map_err(|e| Error::Proxy { why: format!("cannot reach the proxy {at}: {e}"), transient: true })?;
+        .map_err(|e| Error::Proxy {
+            why: format!("cannot reach the proxy {at}: {e}"),
+            transient: true,
+        })?;
     let result = match &proxy.credentials {
         None => async_http_proxy::http_connect_tokio(&mut tcp, host, port).await,
         Some((user, password)) => {
-            async_http_proxy::http_connect_tokio_with_basic_auth(&mut tcp, host, port, user, password.expose()).await
+            async_http_proxy::http_connect_tokio_with_basic_auth(
+                &mut tcp,
+                host,
+                port,
+                user,
+                password.expose(),
+            )
+            .await
         }
     };
     result.map_err(|e| explain_proxy(e, &at, host, port))?;

@@ -14,19 +14,33 @@ impl Endpoint {
     /// `host`, `host:port`, `[v6]`, `[v6]:port` or a bare IPv6 literal; the port defaults to the
     /// transport's (8883 or 443). A port in the URI lets a device reach a local DPS emulator.
     pub fn parse(uri: &str, default_port: u16) -> Result<Endpoint, Error> {
-        let bad = |why: &str| Error::InvalidArgument { what: "uri", why: format!("{uri:?} {why}") };
+        let bad = |why: &str| Error::InvalidArgument {
+            what: "uri",
+            why: format!("{uri:?} {why}"),
+        };
         let uri = uri.trim();
         if uri.is_empty() {
             return Err(bad("is empty"));
         }
         if uri.contains("://") || uri.contains('/') || uri.chars().any(char::is_whitespace) {
-            return Err(bad("must be a host name with an optional :port, without a scheme or path"));
+            return Err(bad(
+                "must be a host name with an optional :port, without a scheme or path",
+            ));
         }
         let (host, port) = if let Some(rest) = uri.strip_prefix('[') {
-            let (host, after) = rest.split_once(']').ok_or_else(|| bad("has an unclosed '['"))?;
+            let (host, after) = rest
+                .split_once(']')
+                .ok_or_else(|| bad("has an unclosed '['"))?;
             match after {
                 "" => (host, None),
-                _ => (host, Some(after.strip_prefix(':').ok_or_else(|| bad("has text after ']'"))?)),
+                _ => (
+                    host,
+                    Some(
+                        after
+                            .strip_prefix(':')
+                            .ok_or_else(|| bad("has text after ']'"))?,
+                    ),
+                ),
             }
         } else if uri.matches(':').count() > 1 {
             (uri, None) // a bare IPv6 literal
@@ -38,12 +52,19 @@ impl Endpoint {
         };
         let port = match port {
             None => default_port,
-            Some(p) => p.parse::<u16>().ok().filter(|&p| p != 0).ok_or_else(|| bad("has an invalid port"))?,
+            Some(p) => p
+                .parse::<u16>()
+                .ok()
+                .filter(|&p| p != 0)
+                .ok_or_else(|| bad("has an invalid port"))?,
         };
         if host.is_empty() {
             return Err(bad("has no host"));
         }
-        Ok(Endpoint { host: host.to_owned(), port })
+        Ok(Endpoint {
+            host: host.to_owned(),
+            port,
+        })
     }
 }
 
@@ -63,7 +84,11 @@ mod tests {
     #[test]
     fn accepted_forms() {
         let ok = [
-            ("global.azure-devices-provisioning.net", "global.azure-devices-provisioning.net", 8883),
+            (
+                "global.azure-devices-provisioning.net",
+                "global.azure-devices-provisioning.net",
+                8883,
+            ),
             ("localhost:18883", "localhost", 18883),
             ("127.0.0.1", "127.0.0.1", 8883),
             ("[::1]:9000", "::1", 9000),
@@ -71,14 +96,35 @@ mod tests {
             ("::1", "::1", 8883),
         ];
         for (uri, host, port) in ok {
-            assert_eq!(Endpoint::parse(uri, 8883).unwrap(), Endpoint { host: host.into(), port }, "{uri}");
+            assert_eq!(
+                Endpoint::parse(uri, 8883).unwrap(),
+                Endpoint {
+                    host: host.into(),
+                    port
+                },
+                "{uri}"
+            );
         }
     }
 
     #[test]
     fn refused_forms() {
-        for uri in ["", " ", "mqtts://host", "host/path", "host:0", "host:99999", "host:x", "[::1", "[::1]x", ":80"] {
-            assert!(Endpoint::parse(uri, 443).is_err(), "{uri:?} should be refused");
+        for uri in [
+            "",
+            " ",
+            "mqtts://host",
+            "host/path",
+            "host:0",
+            "host:99999",
+            "host:x",
+            "[::1",
+            "[::1]x",
+            ":80",
+        ] {
+            assert!(
+                Endpoint::parse(uri, 443).is_err(),
+                "{uri:?} should be refused"
+            );
         }
     }
 }

@@ -31,7 +31,9 @@ impl Io {
                         }
                     }
                     Some(Ok(Message::Text(_))) => {
-                        return Err(Error::Protocol("a WebSocket text message where MQTT needs binary".into()))
+                        return Err(Error::Protocol(
+                            "a WebSocket text message where MQTT needs binary".into(),
+                        ))
                     }
                     Some(Ok(_)) => {} // ping/pong: tungstenite answers pings itself
                     Some(Err(e)) => return Err(ws_error(e, host)),
@@ -46,7 +48,10 @@ impl Io {
                 s.write_all(bytes).await.map_err(|e| read_error(e, host))?;
                 s.flush().await.map_err(|e| read_error(e, host))
             }
-            Io::Ws(ws) => ws.send(Message::binary(bytes.to_vec())).await.map_err(|e| ws_error(e, host)),
+            Io::Ws(ws) => ws
+                .send(Message::binary(bytes.to_vec()))
+                .await
+                .map_err(|e| ws_error(e, host)),
         }
     }
 
@@ -61,7 +66,10 @@ impl Io {
 /// An I/O failure after the handshake; a TLS alert here (e.g. the client certificate was
 /// refused after a TLS 1.3 handshake) is explained like a handshake failure.
 pub fn read_error(e: std::io::Error, host: &str) -> Error {
-    if let Some(tls) = e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
+    if let Some(tls) = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    {
         let (why, transient) = super::tls::explain(tls, host);
         return Error::Tls { why, transient };
     }
@@ -72,7 +80,9 @@ fn ws_error(e: tokio_tungstenite::tungstenite::Error, host: &str) -> Error {
     use tokio_tungstenite::tungstenite::Error as W;
     match e {
         W::Io(io) => read_error(io, host),
-        W::ConnectionClosed | W::AlreadyClosed => Error::ConnectionLost("the WebSocket was closed".into()),
+        W::ConnectionClosed | W::AlreadyClosed => {
+            Error::ConnectionLost("the WebSocket was closed".into())
+        }
         W::Capacity(c) => Error::Protocol(format!("WebSocket message too large: {c}")),
         other => Error::Protocol(format!("WebSocket: {other}")),
     }

@@ -33,7 +33,12 @@ impl Link {
         let (commands, rx) = tmpsc::unbounded_channel();
         let (tx, events) = mpsc::channel();
         let task = rt.spawn(run(spec, flavor, rx, tx)).abort_handle();
-        Ok(Link { commands, events, task, closing: false })
+        Ok(Link {
+            commands,
+            events,
+            task,
+            closing: false,
+        })
     }
 
     pub fn send(&self, packet: Packet) {
@@ -64,7 +69,12 @@ impl Drop for Link {
 /// How long a graceful close may take to flush.
 const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
-async fn run(spec: ConnectSpec, flavor: Flavor, mut commands: tmpsc::UnboundedReceiver<Cmd>, events: mpsc::Sender<NetEvent>) {
+async fn run(
+    spec: ConnectSpec,
+    flavor: Flavor,
+    mut commands: tmpsc::UnboundedReceiver<Cmd>,
+    events: mpsc::Sender<NetEvent>,
+) {
     let host = spec.endpoint.host.clone();
     // Packets queued while connecting go out together as soon as the channel is up.
     let mut queued = Vec::new();

@@ -26,5 +26,7 @@ static RUNTIME: Lazy<Result<Handle, String>> = Lazy::new(|| {
 
 /// The shared runtime, started on first use.
 pub fn handle() -> Result<Handle, Error> {
-    RUNTIME.clone().map_err(|why| Error::Internal(format!("cannot start the I/O thread: {why}")))
+    RUNTIME
+        .clone()
+        .map_err(|why| Error::Internal(format!("cannot start the I/O thread: {why}")))
 }

@@ -22,21 +22,31 @@ pub struct Identity {
 
 impl Clone for Identity {
     fn clone(&self) -> Self {
-        Identity { chain: self.chain.clone(), key: self.key.clone_key() }
+        Identity {
+            chain: self.chain.clone(),
+            key: self.key.clone_key(),
+        }
     }
 }
 
 fn provider() -> Arc<CryptoProvider> {
-    static PROVIDER: Lazy<Arc<CryptoProvider>> = Lazy::new(|| Arc::new(rustls::crypto::ring::default_provider()));
+    static PROVIDER: Lazy<Arc<CryptoProvider>> =
+        Lazy::new(|| Arc::new(rustls::crypto::ring::default_provider()));
     PROVIDER.clone()
 }
 
 fn certificates(pem: &str, what: &'static str) -> Result<Vec<CertificateDer<'static>>, Error> {
     let certs = CertificateDer::pem_slice_iter(pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| Error::Pem { what, why: format!("not valid PEM: {e}") })?;
+        .map_err(|e| Error::Pem {
+            what,
+            why: format!("not valid PEM: {e}"),
+        })?;
     if certs.is_empty() {
-        return Err(Error::Pem { what, why: "no \"-----BEGIN CERTIFICATE-----\" block found".into() });
+        return Err(Error::Pem {
+            what,
+            why: "no \"-----BEGIN CERTIFICATE-----\" block found".into(),
+        });
     }
     Ok(certs)
 }
@@ -45,9 +55,10 @@ fn certificates(pem: &str, what: &'static str) -> Result<Vec<CertificateDer<'sta
 pub fn trusted_roots(pem: &str) -> Result<Arc<RootCertStore>, Error> {
     let mut roots = RootCertStore::empty();
     for cert in certificates(pem, "trusted certificate")? {
-        roots
-            .add(cert)
-            .map_err(|e| Error::Pem { what: "trusted certificate", why: format!("not a usable CA certificate: {e}") })?;
+        roots.add(cert).map_err(|e| Error::Pem {
+            what: "trusted certificate",
+            why: format!("not a usable CA certificate: {e}"),
+        })?;
     }
     Ok(Arc::new(roots))
 }
@@ -62,11 +73,16 @@ pub fn identity(certificate_pem: &str, key_pem: &str) -> Result<Identity, Error>
     let signing = provider()
         .key_provider
         .load_private_key(key.clone_key())
-        .map_err(|e| Error::Pem { what: "private key", why: format!("unsupported or corrupt key: {e}") })?;
-    CertifiedKey::new(chain.clone(), signing).keys_match().map_err(|e| Error::Pem {
-        what: "private key",
-        why: format!("it does not belong to the client certificate ({e})"),
-    })?;
+        .map_err(|e| Error::Pem {
+            what: "private key",
+            why: format!("unsupported or corrupt key: {e}"),
+        })?;
+    CertifiedKey::new(chain.clone(), signing)
+        .keys_match()
+        .map_err(|e| Error::Pem {
+            what: "private key",
+            why: format!("it does not belong to the client certificate ({e})"),
+        })?;
     Ok(Identity { chain, key })
 }
 
@@ -117,7 +133,10 @@ pub fn client_config(
     let config = match identity {
         Some(id) => builder
             .with_client_auth_cert(id.chain.clone(), id.key.clone_key())
-            .map_err(|e| Error::Pem { what: "client certificate", why: e.to_string() })?,
+            .map_err(|e| Error::Pem {
+                what: "client certificate",
+                why: e.to_string(),
+            })?,
         None => builder.with_no_client_auth(),
     };
     Ok(Arc::new(config))
@@ -170,12 +189,25 @@ mod tests {
     #[test]
     fn refuses_text_without_certificates() {
         let e = trusted_roots("hello").unwrap_err();
-        assert!(e.to_string().contains("no \"-----BEGIN CERTIFICATE-----\" block"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("no \"-----BEGIN CERTIFICATE-----\" block"),
+            "{e}"
+        );
     }
 
     #[test]
     fn refuses_a_key_that_is_not_a_key() {
         let e = identity("junk", "junk").unwrap_err();
-        assert!(matches!(e, Error::Pem { what: "client certificate", .. }), "{e}");
+        assert!(
+            matches!(
+                e,
+                Error::Pem {
+                    what: "client certificate",
+                    ..
+                }
+            ),
+            "{e}"
+        );
     }
 }

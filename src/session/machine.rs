@@ -68,7 +68,10 @@ pub struct Ticket(u64);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Callout {
     /// `status_cb(status, retry_after)`.
-    Status { status: ReplyStatus, retry_after: u32 },
+    Status {
+        status: ReplyStatus,
+        retry_after: u32,
+    },
     /// Call `reg_challenge_cb(NULL, 0, "registration")` and answer with [`Session::credentials`].
     Credentials(Ticket),
     /// Call `json_create_cb(NULL, NULL)` and answer with [`Session::payload`].
@@ -97,7 +100,10 @@ pub enum Outcome {
     /// `data_callback(OK, key, hub, device id)` with the parsed record's fields.
     Assigned,
     /// `status_cb(status, retry_after)`.
-    Status { status: ReplyStatus, retry_after: u32 },
+    Status {
+        status: ReplyStatus,
+        retry_after: u32,
+    },
     /// Nothing (stale answer, or the error path was queued).
     Nothing,
 }
@@ -144,7 +150,11 @@ enum Request {
     Pending(Kind),
     /// The payload callout is out.
     AwaitPayload(Kind),
-    Sent { kind: Kind, rid: u32, at: Instant },
+    Sent {
+        kind: Kind,
+        rid: u32,
+        at: Instant,
+    },
     /// The parse callout is out for this reply.
     AwaitParse,
 }
@@ -162,9 +172,14 @@ enum Phase {
     /// Open; connects on the next tick.
     Disconnected,
     AwaitCredentials,
-    Handshake { since: Instant, stage: Stage },
+    Handshake {
+        since: Instant,
+        stage: Stage,
+    },
     Ready,
-    Backoff { until: Instant },
+    Backoff {
+        until: Instant,
+    },
     /// The error path was taken; idle until close.
     Down,
 }
@@ -285,7 +300,9 @@ impl Session {
 
     pub fn open(&mut self, registration_id: &str) -> Result<(), Error> {
         if self.is_open() {
-            return Err(Error::InvalidState("the transport is already open; close it first".into()));
+            return Err(Error::InvalidState(
+                "the transport is already open; close it first".into(),
+            ));
         }
         self.context = registration_id.to_owned();
         self.registration_id = Some(registration_id.to_owned());
@@ -314,7 +331,9 @@ impl Session {
     pub fn register(&mut self) -> Result<(), Error> {
         self.check_not_down()?;
         if self.request != Request::Idle {
-            return Err(Error::InvalidState("a registration request is already in progress".into()));
+            return Err(Error::InvalidState(
+                "a registration request is already in progress".into(),
+            ));
         }
         if self.operation_id.is_some() {
             return Err(Error::InvalidState(
@@ -329,7 +348,9 @@ impl Session {
     pub fn get_operation_status(&mut self) -> Result<(), Error> {
         self.check_not_down()?;
         if self.operation_id.is_none() {
-            return Err(Error::InvalidState("no operation id has been received yet".into()));
+            return Err(Error::InvalidState(
+                "no operation id has been received yet".into(),
+            ));
         }
         if self.request != Request::Idle {
             return Err(Error::InvalidState("a request is already in flight".into()));
@@ -354,7 +375,9 @@ impl Session {
         }
         match token {
             Some(token) => self.connect_with(now, Some(token)),
-            None => self.fail(Error::CallbackReturnedNull("registration challenge (SAS token)")),
+            None => self.fail(Error::CallbackReturnedNull(
+                "registration challenge (SAS token)",
+            )),
         }
     }
 
@@ -378,7 +401,10 @@ impl Session {
             (Kind::Poll, Some(id)) => topic::poll(rid, id),
             _ => topic::register(rid),
         };
-        self.send(now, Packet::Publish(Publish::new(topic, QoS::AtMostOnce, body)));
+        self.send(
+            now,
+            Packet::Publish(Publish::new(topic, QoS::AtMostOnce, body)),
+        );
         self.request = Request::Sent { kind, rid, at: now };
     }
 
@@ -394,18 +420,25 @@ impl Session {
             return Outcome::Nothing;
         };
         match parsed.status {
-            Some(status @ (ReplyStatus::Assigning | ReplyStatus::Unassigned)) => match parsed.operation_id {
-                Some(id) => {
-                    if self.operation_id.is_none() {
-                        self.operation_id = Some(id);
+            Some(status @ (ReplyStatus::Assigning | ReplyStatus::Unassigned)) => {
+                match parsed.operation_id {
+                    Some(id) => {
+                        if self.operation_id.is_none() {
+                            self.operation_id = Some(id);
+                        }
+                        Outcome::Status {
+                            status,
+                            retry_after: self.retry_after,
+                        }
                     }
-                    Outcome::Status { status, retry_after: self.retry_after }
+                    None => {
+                        self.fail(Error::RegistrationFailed(format!(
+                            "a {status:?} reply carried no operationId"
+                        )));
+                        Outcome::Nothing
+                    }
                 }
-                None => {
-                    self.fail(Error::RegistrationFailed(format!("a {status:?} reply carried no operationId")));
-                    Outcome::Nothing
-                }
-            },
+            }
             Some(ReplyStatus::Assigned) => {
                 info!(&self.context, "registration assigned");
                 Outcome::Assigned
@@ -436,12 +469,20 @@ impl Session {
         match self.phase {
             Phase::Disconnected => self.begin_connect(now),
             Phase::Backoff { until } if now >= until => self.begin_connect(now),
-            Phase::Handshake { since, stage } if now.saturating_duration_since(since) >= self.settings.reply_timeout => {
+            Phase::Handshake { since, stage }
+                if now.saturating_duration_since(since) >= self.settings.reply_timeout =>
+            {
                 let waiting_for = match stage {
                     Stage::ConnAck { .. } => "CONNACK",
                     Stage::SubAck { .. } => "SUBACK",
                 };
-                self.fault(now, Error::Timeout { waiting_for, after: self.settings.reply_timeout });
+                self.fault(
+                    now,
+                    Error::Timeout {
+                        waiting_for,
+                        after: self.settings.reply_timeout,
+                    },
+                );
             }
             Phase::Ready => self.tick_ready(now),
             _ => {}
@@ -455,14 +496,26 @@ impl Session {
                     Kind::Register => "reply to the register request",
                     Kind::Poll => "reply to the operation status request",
                 };
-                return self.fault(now, Error::Timeout { waiting_for, after: self.settings.reply_timeout });
+                return self.fault(
+                    now,
+                    Error::Timeout {
+                        waiting_for,
+                        after: self.settings.reply_timeout,
+                    },
+                );
             }
         }
         let keep_alive = Duration::from_secs(u64::from(self.settings.keep_alive));
         if !keep_alive.is_zero() {
             match (self.ping_sent, self.last_tx) {
                 (Some(sent), _) if now.saturating_duration_since(sent) >= keep_alive => {
-                    return self.fault(now, Error::Timeout { waiting_for: "PINGRESP", after: keep_alive });
+                    return self.fault(
+                        now,
+                        Error::Timeout {
+                            waiting_for: "PINGRESP",
+                            after: keep_alive,
+                        },
+                    );
                 }
                 (None, Some(last)) if now.saturating_duration_since(last) >= keep_alive => {
                     self.send(now, Packet::PingReq);
@@ -504,10 +557,21 @@ impl Session {
 
     fn on_packet(&mut self, now: Instant, packet: Packet) {
         match (packet, &self.phase) {
-            (Packet::ConnAck(ack), Phase::Handshake { stage: Stage::ConnAck { subscribe_pkid }, .. }) => {
+            (
+                Packet::ConnAck(ack),
+                Phase::Handshake {
+                    stage: Stage::ConnAck { subscribe_pkid },
+                    ..
+                },
+            ) => {
                 let subscribe_pkid = *subscribe_pkid;
                 if ack.code == ConnectReturnCode::Success {
-                    self.phase = Phase::Handshake { since: now, stage: Stage::SubAck { pkid: subscribe_pkid } };
+                    self.phase = Phase::Handshake {
+                        since: now,
+                        stage: Stage::SubAck {
+                            pkid: subscribe_pkid,
+                        },
+                    };
                     if !self.connected_reported {
                         self.connected_reported = true;
                         self.callouts.push_back(Callout::Status {
@@ -520,8 +584,18 @@ impl Session {
                     self.fail(Error::ConnAckRefused(connack_code(ack.code)));
                 }
             }
-            (Packet::SubAck(ack), Phase::Handshake { stage: Stage::SubAck { pkid }, .. }) if ack.pkid == *pkid => {
-                if ack.return_codes.iter().any(|c| matches!(c, SubscribeReasonCode::Failure)) {
+            (
+                Packet::SubAck(ack),
+                Phase::Handshake {
+                    stage: Stage::SubAck { pkid },
+                    ..
+                },
+            ) if ack.pkid == *pkid => {
+                if ack
+                    .return_codes
+                    .iter()
+                    .any(|c| matches!(c, SubscribeReasonCode::Failure))
+                {
                     self.fail(Error::SubAckRefused);
                 } else {
                     self.phase = Phase::Ready;
@@ -531,7 +605,10 @@ impl Session {
             }
             (Packet::Publish(publish), _) => self.on_publish(now, publish),
             (Packet::PingResp, _) => self.ping_sent = None,
-            (Packet::PubAck(_) | Packet::PubRec(_) | Packet::PubComp(_) | Packet::UnsubAck(_), _) => {}
+            (
+                Packet::PubAck(_) | Packet::PubRec(_) | Packet::PubComp(_) | Packet::UnsubAck(_),
+                _,
+            ) => {}
             (other, _) => {
                 let what = describe(&other);
                 self.fault(now, Error::Protocol(format!("unexpected {what}")));
@@ -543,24 +620,32 @@ impl Session {
         match publish.qos {
             QoS::AtLeastOnce => self.send(now, Packet::PubAck(PubAck::new(publish.pkid))),
             QoS::ExactlyOnce => {
-                error!(&self.context, "ignored a QoS 2 message on {:?}: DPS replies use QoS 1", publish.topic);
+                error!(
+                    &self.context,
+                    "ignored a QoS 2 message on {:?}: DPS replies use QoS 1", publish.topic
+                );
                 return;
             }
             QoS::AtMostOnce => {}
         }
         let reply = match topic::parse_reply(&publish.topic) {
             Ok(reply) => reply,
-            Err(e) => return error!(&self.context, "ignored a message on {:?}: {e}", publish.topic),
+            Err(e) => {
+                return error!(
+                    &self.context,
+                    "ignored a message on {:?}: {e}", publish.topic
+                )
+            }
         };
         let (kind, rid) = match self.request {
             Request::Sent { kind, rid, .. } => (kind, rid),
             _ => {
                 return error!(
-                    &self.context,
-                    "ignored an unsolicited reply (status {}, $rid={:?}): no request is outstanding",
-                    reply.status,
-                    reply.rid.as_deref().unwrap_or("none")
-                )
+                &self.context,
+                "ignored an unsolicited reply (status {}, $rid={:?}): no request is outstanding",
+                reply.status,
+                reply.rid.as_deref().unwrap_or("none")
+            )
             }
         };
         if reply.rid.as_deref() != Some(rid.to_string().as_str()) {
@@ -588,7 +673,10 @@ impl Session {
                 kind.name(),
                 self.retry_after
             );
-            self.callouts.push_back(Callout::Status { status: ReplyStatus::Transient, retry_after: self.retry_after });
+            self.callouts.push_back(Callout::Status {
+                status: ReplyStatus::Transient,
+                retry_after: self.retry_after,
+            });
             return;
         }
         let json = match body::check_payload(&publish.payload) {
@@ -597,9 +685,15 @@ impl Session {
         };
         self.pending_service_error = ServiceError::from_body(&json)
             .or_else(|| (reply.status >= 300).then(ServiceError::default))
-            .map(|error| Error::Service { status: reply.status, error });
+            .map(|error| Error::Service {
+                status: reply.status,
+                error,
+            });
         self.request = Request::AwaitParse;
-        self.callouts.push_back(Callout::Parse { ticket: self.ticket(), json });
+        self.callouts.push_back(Callout::Parse {
+            ticket: self.ticket(),
+            json,
+        });
     }
 
     // ---- internals ----------------------------------------------------------------------
@@ -615,7 +709,9 @@ impl Session {
     }
 
     fn connect_with(&mut self, now: Instant, password: Option<Secret>) {
-        let Some(registration_id) = self.registration_id.clone() else { return };
+        let Some(registration_id) = self.registration_id.clone() else {
+            return;
+        };
         self.net.push_back(NetAction::Connect);
         self.link_up = true;
         let username = dps::username::username(
@@ -627,7 +723,10 @@ impl Session {
         let mut connect = Connect::new(registration_id);
         connect.keep_alive = self.settings.keep_alive;
         connect.clean_session = true;
-        connect.set_login(username, password.as_ref().map(Secret::expose).unwrap_or_default());
+        connect.set_login(
+            username,
+            password.as_ref().map(Secret::expose).unwrap_or_default(),
+        );
         self.send(now, Packet::Connect(connect));
         let pkid = self.next_pkid;
         self.next_pkid = if pkid >= u16::MAX - 1 { 1 } else { pkid + 1 };
@@ -635,7 +734,12 @@ impl Session {
         subscribe.pkid = pkid;
         self.send(now, Packet::Subscribe(subscribe));
         self.ping_sent = None;
-        self.phase = Phase::Handshake { since: now, stage: Stage::ConnAck { subscribe_pkid: pkid } };
+        self.phase = Phase::Handshake {
+            since: now,
+            stage: Stage::ConnAck {
+                subscribe_pkid: pkid,
+            },
+        };
     }
 
     fn send(&mut self, now: Instant, packet: Packet) {
@@ -668,12 +772,19 @@ impl Session {
             return self.fail(error);
         }
         let policy = &self.settings.retry;
-        let faults = self.faults.get_or_insert(Faults { since: now, attempts: 0 });
+        let faults = self.faults.get_or_insert(Faults {
+            since: now,
+            attempts: 0,
+        });
         faults.attempts += 1;
         let elapsed = now.saturating_duration_since(faults.since);
         if faults.attempts > policy.max_attempts || elapsed >= policy.max_time {
             let attempts = faults.attempts - 1;
-            return self.fail(Error::RetryBudgetSpent { attempts, elapsed, last: Box::new(error) });
+            return self.fail(Error::RetryBudgetSpent {
+                attempts,
+                elapsed,
+                last: Box::new(error),
+            });
         }
         let delay = policy.delay(faults.attempts, self.rng.f64());
         info!(
@@ -740,7 +851,11 @@ pub fn describe(packet: &Packet) -> String {
         }
         Packet::ConnAck(a) => format!("CONNACK code={:?}", a.code),
         Packet::Subscribe(s) => {
-            let filters: Vec<_> = s.filters.iter().map(|f| format!("{} qos{}", f.path, f.qos as u8)).collect();
+            let filters: Vec<_> = s
+                .filters
+                .iter()
+                .map(|f| format!("{} qos{}", f.path, f.qos as u8))
+                .collect();
             format!("SUBSCRIBE pkid={} {}", s.pkid, filters.join(", "))
         }
         Packet::SubAck(s) => format!("SUBACK pkid={} codes={:?}", s.pkid, s.return_codes),

@@ -6,7 +6,10 @@
 mod machine;
 mod policy;
 
-pub use machine::{describe, Auth, Callout, NetAction, NetEvent, Outcome, Parsed, ReplyStatus, Session, Settings, Ticket};
+pub use machine::{
+    describe, Auth, Callout, NetAction, NetEvent, Outcome, Parsed, ReplyStatus, Session, Settings,
+    Ticket,
+};
 pub use policy::RetryPolicy;
 
 #[cfg(test)]

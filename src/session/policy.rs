@@ -30,7 +30,9 @@ impl RetryPolicy {
     /// The backoff before attempt `attempt` (1-based): exponential, capped, with "equal jitter"
     /// (half fixed, half random) so that a fleet does not reconnect in lockstep.
     pub fn delay(&self, attempt: u32, unit_random: f64) -> Duration {
-        let exp = self.initial_delay.saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
+        let exp = self
+            .initial_delay
+            .saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
         let capped = exp.min(self.max_delay);
         let half = capped / 2;
         half + half.mul_f64(unit_random.clamp(0.0, 1.0))

@@ -33,13 +33,31 @@ pub fn capture_logs() {
 /// The log lines that name this registration id.
 pub fn logs_for(regid: &str) -> Vec<String> {
     let tag = format!("[{regid}]");
-    LOG.lock().unwrap().iter().filter(|l| l.contains(&tag)).cloned().collect()
+    LOG.lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.contains(&tag))
+        .cloned()
+        .collect()
 }
 
 #[derive(Clone)]
 pub enum Auth {
-    X509 { cert_chain_pem: String, key_pem: String },
-    SymmetricKey { key_b64: String },
+    X509 {
+        cert_chain_pem: String,
+        key_pem: String,
+    },
+    SymmetricKey {
+        key_b64: String,
+    },
+}
+
+/// An HTTP proxy: host, port, and (user, password) for basic auth.
+#[derive(Clone)]
+pub struct ProxySetting {
+    pub host: String,
+    pub port: i32,
+    pub credentials: Option<(String, String)>,
 }
 
 #[derive(Clone)]
@@ -51,7 +69,7 @@ pub struct Device {
     pub trusted_ca: Option<String>,
     /// (name, value) pairs given to set_option as `const uint32_t*`.
     pub u32_options: Vec<(&'static str, u32)>,
-    pub proxy: Option<(String, i32, Option<(String, String)>)>,
+    pub proxy: Option<ProxySetting>,
     pub trace: bool,
     /// Close the handle inside the data callback, as the LL client does.
     pub close_in_callback: bool,
@@ -108,7 +126,9 @@ unsafe extern "C" fn on_data(
     user: *mut c_void,
 ) {
     let c = ctx(user);
-    let text = |p: *const c_char| (!p.is_null()).then(|| unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned());
+    let text = |p: *const c_char| {
+        (!p.is_null()).then(|| unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned())
+    };
     {
         let mut o = c.outcome.borrow_mut();
         o.result = Some(result);
@@ -123,20 +143,30 @@ unsafe extern "C" fn on_data(
     }
 }
 
-unsafe extern "C" fn on_status(status: PROV_DEVICE_TRANSPORT_STATUS, retry: u32, user: *mut c_void) {
+unsafe extern "C" fn on_status(
+    status: PROV_DEVICE_TRANSPORT_STATUS,
+    retry: u32,
+    user: *mut c_void,
+) {
     use PROV_DEVICE_TRANSPORT_STATUS::*;
     let c = ctx(user);
     c.outcome.borrow_mut().statuses.push((status, retry));
     let wait = Duration::from_secs(u64::from(retry));
-    let has_op = c.outcome.borrow().statuses.iter().any(|(s, _)| *s == PROV_DEVICE_TRANSPORT_STATUS_ASSIGNING);
+    let has_op = c
+        .outcome
+        .borrow()
+        .statuses
+        .iter()
+        .any(|(s, _)| *s == PROV_DEVICE_TRANSPORT_STATUS_ASSIGNING);
     let next = match status {
         PROV_DEVICE_TRANSPORT_STATUS_CONNECTED => Some((Next::Register, Instant::now())),
         PROV_DEVICE_TRANSPORT_STATUS_ASSIGNING | PROV_DEVICE_TRANSPORT_STATUS_UNASSIGNED => {
             Some((Next::Poll, Instant::now() + wait))
         }
-        PROV_DEVICE_TRANSPORT_STATUS_TRANSIENT => {
-            Some((if has_op { Next::Poll } else { Next::Register }, Instant::now() + wait))
-        }
+        PROV_DEVICE_TRANSPORT_STATUS_TRANSIENT => Some((
+            if has_op { Next::Poll } else { Next::Register },
+            Instant::now() + wait,
+        )),
         _ => None,
     };
     *c.next.borrow_mut() = next;
@@ -153,18 +183,30 @@ unsafe extern "C" fn on_challenge(
     user: *mut c_void,
 ) -> *mut c_char {
     assert!(nonce.is_null() && nonce_len == 0);
-    assert_eq!(unsafe { CStr::from_ptr(key_name) }.to_str().unwrap(), "registration");
+    assert_eq!(
+        unsafe { CStr::from_ptr(key_name) }.to_str().unwrap(),
+        "registration"
+    );
     let c = ctx(user);
     match &c.device.auth {
         Auth::SymmetricKey { key_b64 } => {
             let expiry = dps_emulator::sas::now_unix() + 3600;
-            strdup(&dps_emulator::sas::token(SCOPE, &c.device.registration_id, key_b64, expiry))
+            strdup(&dps_emulator::sas::token(
+                SCOPE,
+                &c.device.registration_id,
+                key_b64,
+                expiry,
+            ))
         }
         Auth::X509 { .. } => ptr::null_mut(),
     }
 }
 
-unsafe extern "C" fn on_create_json(ek: *const c_char, srk: *const c_char, user: *mut c_void) -> *mut c_char {
+unsafe extern "C" fn on_create_json(
+    ek: *const c_char,
+    srk: *const c_char,
+    user: *mut c_void,
+) -> *mut c_char {
     assert!(ek.is_null() && srk.is_null());
     let c = ctx(user);
     strdup(&serde_json::json!({ "registrationId": c.device.registration_id }).to_string())
@@ -174,7 +216,9 @@ unsafe extern "C" fn on_create_json(ek: *const c_char, srk: *const c_char, user:
 unsafe extern "C" fn on_parse(json: *const c_char, _user: *mut c_void) -> *mut PROV_JSON_INFO {
     use PROV_DEVICE_TRANSPORT_STATUS::*;
     let text = unsafe { CStr::from_ptr(json) }.to_str().unwrap();
-    let Ok(v) = serde_json::from_str::<serde_json::Value>(text) else { return ptr::null_mut() };
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(text) else {
+        return ptr::null_mut();
+    };
     let s = |x: &serde_json::Value| x.as_str().map(str::to_owned);
     let status = match v.get("status").and_then(|x| x.as_str()) {
         Some("assigning") => PROV_DEVICE_TRANSPORT_STATUS_ASSIGNING,
@@ -183,7 +227,8 @@ unsafe extern "C" fn on_parse(json: *const c_char, _user: *mut c_void) -> *mut P
         _ => return ptr::null_mut(),
     };
     // SAFETY: malloc of the record size; every field is written below.
-    let info = unsafe { libc::malloc(std::mem::size_of::<PROV_JSON_INFO>()) } as *mut PROV_JSON_INFO;
+    let info =
+        unsafe { libc::malloc(std::mem::size_of::<PROV_JSON_INFO>()) } as *mut PROV_JSON_INFO;
     let dup = |x: Option<String>| x.map(|x| strdup(&x)).unwrap_or(ptr::null_mut());
     let state = v.get("registrationState").cloned().unwrap_or_default();
     let (op, hub, dev) = match status {
@@ -238,22 +283,44 @@ pub fn register(device: &Device, timeout: Duration) -> Outcome {
     };
     let (uri, scope, api) = (c(&device.uri), c(SCOPE), c(API_VERSION));
     unsafe {
-        let h = (t.prov_transport_create.unwrap())(uri.as_ptr(), hsm, scope.as_ptr(), api.as_ptr(), Some(on_error), user);
+        let h = (t.prov_transport_create.unwrap())(
+            uri.as_ptr(),
+            hsm,
+            scope.as_ptr(),
+            api.as_ptr(),
+            Some(on_error),
+            user,
+        );
         assert!(!h.is_null(), "create failed");
         context.handle = h;
         if device.trace {
             assert_eq!((t.prov_transport_set_trace.unwrap())(h, true), 0);
         }
         if let Some(ca) = &device.trusted_ca {
-            assert_eq!((t.prov_transport_trusted_cert.unwrap())(h, c(ca).as_ptr()), 0);
+            assert_eq!(
+                (t.prov_transport_trusted_cert.unwrap())(h, c(ca).as_ptr()),
+                0
+            );
         }
         for (name, value) in &device.u32_options {
             let v: u32 = *value;
-            assert_eq!((t.prov_transport_set_option.unwrap())(h, c(name).as_ptr(), &v as *const u32 as *const c_void), 0);
+            assert_eq!(
+                (t.prov_transport_set_option.unwrap())(
+                    h,
+                    c(name).as_ptr(),
+                    &v as *const u32 as *const c_void
+                ),
+                0
+            );
         }
-        if let Some((host, port, creds)) = &device.proxy {
+        if let Some(ProxySetting {
+            host,
+            port,
+            credentials,
+        }) = &device.proxy
+        {
             let host = c(host);
-            let (user_c, pass_c) = match creds {
+            let (user_c, pass_c) = match credentials {
                 Some((u, p)) => (Some(c(u)), Some(c(p))),
                 None => (None, None),
             };
@@ -265,8 +332,19 @@ pub fn register(device: &Device, timeout: Duration) -> Outcome {
             };
             assert_eq!((t.prov_transport_set_proxy.unwrap())(h, &opts), 0);
         }
-        if let Auth::X509 { cert_chain_pem, key_pem } = &device.auth {
-            assert_eq!((t.prov_transport_x509_cert.unwrap())(h, c(cert_chain_pem).as_ptr(), c(key_pem).as_ptr()), 0);
+        if let Auth::X509 {
+            cert_chain_pem,
+            key_pem,
+        } = &device.auth
+        {
+            assert_eq!(
+                (t.prov_transport_x509_cert.unwrap())(
+                    h,
+                    c(cert_chain_pem).as_ptr(),
+                    c(key_pem).as_ptr()
+                ),
+                0
+            );
         }
         let regid = c(&device.registration_id);
         let rc: c_int = (t.prov_transport_open.unwrap())(
@@ -289,7 +367,12 @@ pub fn register(device: &Device, timeout: Duration) -> Outcome {
                 if Instant::now() >= at {
                     *context.next.borrow_mut() = None;
                     let rc = match next {
-                        Next::Register => (t.prov_transport_register.unwrap())(h, Some(on_parse), Some(on_create_json), user),
+                        Next::Register => (t.prov_transport_register.unwrap())(
+                            h,
+                            Some(on_parse),
+                            Some(on_create_json),
+                            user,
+                        ),
                         Next::Poll => (t.prov_transport_get_op_status.unwrap())(h),
                     };
                     assert_eq!(rc, 0, "{next:?} refused");
