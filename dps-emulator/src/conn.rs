@@ -45,6 +45,7 @@ struct Conn<S> {
     regid: String,
     scenario: Scenario,
     keep_alive: Option<Duration>,
+    connect_seen: bool,
     last_rx: Instant,
     next_pkid: u16,
     inflight: HashSet<u16>,
@@ -67,6 +68,7 @@ pub(crate) async fn run<S: AsyncRead + AsyncWrite + Unpin>(
         regid: String::new(),
         scenario: Scenario::default(),
         keep_alive: None,
+        connect_seen: false,
         last_rx,
         next_pkid: 0,
         inflight: HashSet::new(),
@@ -142,6 +144,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         let mut partial_deadline: Option<Instant> = None;
         loop {
             if !self.buf.is_empty() {
+                // Refuse at the first byte a client that does not start with CONNECT (an HTTP
+                // request, say) instead of waiting for a "packet" that never completes.
+                if !self.connect_seen && self.buf[0] >> 4 != 1 {
+                    return Err(format!(
+                        "first packet is not CONNECT (first byte 0x{:02x})",
+                        self.buf[0]
+                    ));
+                }
                 match mqttbytes::check(self.buf.iter(), MAX_PACKET) {
                     Ok(fh) => {
                         let len = fh.frame_length();
@@ -248,7 +258,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 .await?;
                 return Err(format!("CONNACK 1: {why}"));
             }
-            Some(Incoming::Packet(Packet::Connect(c), len)) => (c, len),
+            Some(Incoming::Packet(Packet::Connect(c), len)) => {
+                self.connect_seen = true;
+                (c, len)
+            }
             Some(Incoming::Packet(other, _)) => {
                 return Err(format!(
                     "first packet is {}, not CONNECT",

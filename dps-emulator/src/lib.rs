@@ -92,12 +92,14 @@ impl Emulator {
             .thread_name("dps-emulator")
             .enable_all()
             .build()?;
-        let (mqtt, wss) = rt.block_on(async {
-            Ok::<_, io::Error>((
+        // `enter`, not `block_on`: start() may be called from inside another runtime (tests).
+        let (mqtt, wss) = {
+            let _in_runtime = rt.enter();
+            (
                 tokio::net::TcpListener::from_std(mqtt)?,
                 tokio::net::TcpListener::from_std(wss)?,
-            ))
-        })?;
+            )
+        };
         let shared = Arc::new(Shared {
             tls,
             log: log::Log::new(cfg.log_to_stderr),
