@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Every test: formatting, lints, the ABI checks (exported symbols, SONAME, header drift), the
+# Rust unit, boundary and end-to-end tests, the emulator's tests, the C sample built with
+# -Werror, and the real Python and Node DPS clients against the emulator. Installs what it needs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v cc >/dev/null || need_apt+=(gcc)
+command -v nm >/dev/null || need_apt+=(binutils)
+command -v python3 >/dev/null || need_apt+=(python3 python3-venv)
+command -v node >/dev/null || need_apt+=(nodejs npm)
+if [ ${#need_apt[@]} -gt 0 ]; then
+    echo "test: installing ${need_apt[*]}"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+if command -v rustup >/dev/null; then rustup component add rustfmt clippy >/dev/null 2>&1 || true; fi
+
+echo "== format and lints"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+
+echo "== ABI: exported symbols, SONAME, generated header"
+cargo build -p prov_mqtt_transport
+scripts/check-abi.sh target/debug/libprov_mqtt_transport.so
+cc -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror -pedantic -Iinclude examples/c/prov_dev_sample.c \
+    -Ltarget/debug -lprov_mqtt_transport -o target/debug/prov_dev_sample
+echo "C sample builds with -Wall -Wextra -Werror -pedantic"
+
+echo "== Rust tests (unit, C boundary, end-to-end against the emulator; emulator tests)"
+cargo test --workspace
+
+echo "== the real Python and Node DPS clients against the emulator"
+dps-emulator/fidelity/run.sh
