@@ -177,8 +177,8 @@ throttled_case python-429-retried-then-assigned py   py-throttled
 throttled_case node-429-retried-then-assigned   node node-throttled
 
 # 401: the SDKs surface the service's refusal as an error
-case_ python-401-error-surfaced py   py-unauthorized   mqtt sym 'error:401'
-case_ node-401-error-surfaced   node node-unauthorized mqtt sym 'error:401'
+case_ python-401-error-surfaced py   py-unauthorized   mqtt sym 'error:service error status code 401'
+case_ node-401-error-surfaced   node node-unauthorized mqtt sym 'error:UnauthorizedError.*401002'
 
 if [ "$FAILED" -gt 0 ]; then
   echo "--- emulator log (last 40 lines)"; tail -40 "$WORK/emu.log"

@@ -263,6 +263,20 @@ mod tests {
     }
 
     #[test]
+    fn readme_config_example_parses() {
+        let readme = include_str!("../README.md");
+        let section = &readme[readme.find("### Config file").unwrap()..];
+        let start = section.find("```json\n").unwrap() + "```json\n".len();
+        let end = start + section[start..].find("```").unwrap();
+        let f: ConfigFile = serde_json::from_str(&section[start..end]).unwrap();
+        assert_eq!(f.scenarios.len(), 6);
+        assert_eq!(
+            f.scenarios["disabled-device"].final_status,
+            crate::Final::Disabled
+        );
+    }
+
+    #[test]
     fn unknown_fields_are_refused() {
         assert!(serde_json::from_str::<ConfigFile>(r#"{"scope":"x"}"#).is_err());
     }
