@@ -10,6 +10,7 @@ command -v cc >/dev/null || need_apt+=(gcc)
 command -v nm >/dev/null || need_apt+=(binutils)
 command -v python3 >/dev/null || need_apt+=(python3 python3-venv)
 command -v node >/dev/null || need_apt+=(nodejs npm)
+command -v tinyproxy >/dev/null || need_apt+=(tinyproxy)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "test: installing ${need_apt[*]}"
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null

@@ -107,8 +107,9 @@ async fn through_proxy(proxy: &Proxy, host: &str, port: u16) -> Result<TcpStream
 
 fn explain_proxy(e: HttpError, at: &str, host: &str, port: u16) -> Error {
     let (why, transient) = match e {
-        HttpError::HttpCode200(407) => (
-            format!("the proxy {at} refused the tunnel: 407 Proxy Authentication Required (check the proxy user name and password)"),
+        // 407 is the standard answer; some proxies (tinyproxy) answer CONNECT with 401.
+        HttpError::HttpCode200(code @ (401 | 407)) => (
+            format!("the proxy {at} refused the tunnel with HTTP {code}: proxy authentication failed (check the proxy user name and password)"),
             false,
         ),
         HttpError::HttpCode200(403) => (format!("the proxy {at} refused CONNECT {host}:{port}: 403 Forbidden"), false),

@@ -1,0 +1,160 @@
+//! Through a real HTTP CONNECT proxy (tinyproxy, from Debian) to the emulator: MQTT and WSS with
+//! basic auth, and the clear error for wrong credentials (tinyproxy answers 401, others 407) — PROV_TRANSPORT_MQTT_CLIENT_07_012
+//! and PROV_TRANSPORT_MQTT_WS_CLIENT_07_012.
+
+mod common;
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use dps_emulator::pki::Pki;
+use dps_emulator::{Config, Emulator};
+use prov_mqtt_transport::ffi::*;
+
+struct Tinyproxy {
+    child: Child,
+    port: u16,
+    _dir: tempdir::Dir,
+}
+
+mod tempdir {
+    pub struct Dir(pub std::path::PathBuf);
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+impl Drop for Tinyproxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts tinyproxy on a free loopback port with basic auth user/secret.
+fn tinyproxy(name: &str) -> Tinyproxy {
+    let dir = std::env::temp_dir().join(format!("prov-proxy-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = free_port();
+    let conf = dir.join("tinyproxy.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "Port {port}\nListen 127.0.0.1\nTimeout 60\nAllow 127.0.0.1\nBasicAuth user secret\nLogLevel Info\nMaxClients 20\n"
+        ),
+    )
+    .unwrap();
+    let child = Command::new("tinyproxy")
+        .args(["-d", "-c"])
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("tinyproxy is installed (scripts/test.sh installs it: apt-get install tinyproxy)");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "tinyproxy did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Tinyproxy {
+        child,
+        port,
+        _dir: tempdir::Dir(dir),
+    }
+}
+
+fn device_via(emu: &Emulator, ws: bool, regid: &str, proxy: &Tinyproxy, password: &str) -> Device {
+    let d = emu.pki().device(regid).unwrap();
+    let (protocol, port): (
+        extern "C" fn() -> *const PROV_DEVICE_TRANSPORT_PROVIDER,
+        u16,
+    ) = match ws {
+        false => (Prov_Device_MQTT_Protocol, emu.mqtt_addr().port()),
+        true => (Prov_Device_MQTT_WS_Protocol, emu.ws_addr().port()),
+    };
+    Device {
+        protocol,
+        uri: format!("localhost:{port}"),
+        registration_id: regid.into(),
+        auth: Auth::X509 {
+            cert_chain_pem: d.cert_chain_pem.clone(),
+            key_pem: d.key_pem.clone(),
+        },
+        trusted_ca: Some(emu.pki().root_ca_pem.clone()),
+        u32_options: vec![],
+        proxy: Some(ProxySetting {
+            host: "127.0.0.1".into(),
+            port: i32::from(proxy.port),
+            credentials: Some(("user".into(), password.into())),
+        }),
+        trace: true,
+        close_in_callback: true,
+    }
+}
+
+#[test]
+fn registers_through_an_authenticating_proxy_over_mqtt_and_wss() {
+    let proxy = tinyproxy("ok");
+    let emu = Emulator::start(
+        Config::ephemeral().with_pki(Pki::generate(&["proxied-mqtt", "proxied-ws"])),
+    )
+    .unwrap();
+    for (ws, regid) in [(false, "proxied-mqtt"), (true, "proxied-ws")] {
+        let o = register(
+            &device_via(&emu, ws, regid, &proxy, "secret"),
+            Duration::from_secs(60),
+        );
+        assert_eq!(
+            o.result,
+            Some(PROV_DEVICE_TRANSPORT_RESULT::PROV_DEVICE_TRANSPORT_RESULT_OK),
+            "{regid}: {o:?}"
+        );
+        assert_eq!(o.device_id.as_deref(), Some(regid));
+        for line in logs_for(regid) {
+            assert!(
+                !line.contains("secret"),
+                "the proxy password reached the log: {line}"
+            );
+        }
+    }
+}
+
+#[test]
+fn wrong_proxy_credentials_fail_at_once_with_a_clear_error() {
+    let proxy = tinyproxy("denied");
+    let emu =
+        Emulator::start(Config::ephemeral().with_pki(Pki::generate(&["proxy-denied"]))).unwrap();
+    let o = register(
+        &device_via(&emu, false, "proxy-denied", &proxy, "wrong"),
+        Duration::from_secs(60),
+    );
+    assert_eq!(
+        o.result,
+        Some(PROV_DEVICE_TRANSPORT_RESULT::PROV_DEVICE_TRANSPORT_RESULT_ERROR),
+        "{o:?}"
+    );
+    assert!(
+        o.elapsed < Duration::from_secs(10),
+        "a 407 is not retried: {:?}",
+        o.elapsed
+    );
+    assert_eq!(emu.connections_accepted(), 0, "nothing reached the service");
+    let logs = logs_for("proxy-denied");
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("proxy authentication failed")),
+        "{logs:#?}"
+    );
+}
