@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 
 fn quick_timeouts() -> (Emulator, dps_emulator::Pki) {
-    emulator(&[], |c| c.with_connect_timeout(Duration::from_millis(400)))
+    emulator(&[], |c| c.with_connect_timeout(Duration::from_millis(1000)))
 }
 
 /// A well-behaved device that connected before the trouble still registers after it.
