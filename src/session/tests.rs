@@ -102,6 +102,18 @@ impl Rig {
         }
     }
 
+    /// Connected, subscribed, and the register request published (rid 1).
+    fn register_sent(&mut self) {
+        self.connect();
+        self.callouts();
+        self.s.register().unwrap();
+        self.s.tick(self.now);
+        assert_eq!(
+            self.publish_payload(),
+            "$dps/registrations/PUT/iotdps-register/?$rid=1"
+        );
+    }
+
     fn parse_ticket(&mut self) -> (Ticket, String) {
         match self.callouts().as_slice() {
             [Callout::Parse { ticket, json }] => (*ticket, json.clone()),
@@ -270,11 +282,7 @@ fn throttled_and_5xx_are_transient_and_register_may_be_called_again() {
         ("500", "&retry-after=900", 1),
     ] {
         let mut r = Rig::new(Auth::X509);
-        r.connect();
-        r.callouts();
-        r.s.register().unwrap();
-        r.s.tick(r.now);
-        r.publish_payload();
+        r.register_sent();
         r.reply(
             &format!("$dps/registrations/res/{status}/?$rid=1{retry_after}"),
             "{}",
@@ -299,11 +307,7 @@ fn throttled_and_5xx_are_transient_and_register_may_be_called_again() {
 #[test]
 fn error_status_reply_goes_to_the_parser_and_null_takes_the_error_path() {
     let mut r = Rig::new(Auth::X509);
-    r.connect();
-    r.callouts();
-    r.s.register().unwrap();
-    r.s.tick(r.now);
-    r.publish_payload();
+    r.register_sent();
     r.reply(
         "$dps/registrations/res/401/?$rid=1",
         r#"{"errorCode":401002,"trackingId":"t","message":"m"}"#,
@@ -369,11 +373,7 @@ fn suback_failure_takes_the_error_path() {
 #[test]
 fn a_dropped_connection_reconnects_and_resends_with_a_new_rid() {
     let mut r = Rig::new(Auth::X509);
-    r.connect();
-    r.callouts();
-    r.s.register().unwrap();
-    r.s.tick(r.now);
-    r.publish_payload();
+    r.register_sent();
     r.s.on_net(r.now, NetEvent::Down(Error::ConnectionLost("reset".into())));
     assert_eq!(r.net(), vec![NetAction::Disconnect { graceful: false }]);
     assert!(r.callouts().is_empty(), "a survived fault is not reported");
@@ -412,11 +412,7 @@ fn a_dropped_connection_reconnects_and_resends_with_a_new_rid() {
 fn reply_timeouts_retry_until_the_budget_is_spent_then_fail_once() {
     let mut r = Rig::new(Auth::X509);
     r.s.settings_mut().reply_timeout = Duration::from_secs(5);
-    r.connect();
-    r.callouts();
-    r.s.register().unwrap();
-    r.s.tick(r.now);
-    r.publish_payload();
+    r.register_sent();
     let mut connects = 0;
     let mut failed = 0;
     for _ in 0..200 {
@@ -496,11 +492,7 @@ fn qos1_replies_are_acknowledged_and_qos2_ignored() {
 fn unusable_payloads_take_the_error_path() {
     for body in [&b"{\"a\":\0}"[..], &b"\xff\xfe"[..]] {
         let mut r = Rig::new(Auth::X509);
-        r.connect();
-        r.callouts();
-        r.s.register().unwrap();
-        r.s.tick(r.now);
-        r.publish_payload();
+        r.register_sent();
         r.packet(Packet::Publish(Publish::new(
             "$dps/registrations/res/200/?$rid=1",
             QoS::AtMostOnce,
@@ -532,11 +524,7 @@ fn keep_alive_pings_and_a_missing_pingresp_is_a_fault() {
 #[test]
 fn assigning_without_operation_id_fails() {
     let mut r = Rig::new(Auth::X509);
-    r.connect();
-    r.callouts();
-    r.s.register().unwrap();
-    r.s.tick(r.now);
-    r.publish_payload();
+    r.register_sent();
     r.reply("$dps/registrations/res/202/?$rid=1", "{}");
     let (t, _) = r.parse_ticket();
     let p = Parsed {
