@@ -743,10 +743,15 @@ impl Session {
     }
 
     fn send(&mut self, now: Instant, packet: Packet) {
+        self.last_tx = Some(now);
+        self.emit(packet);
+    }
+
+    /// Queues a packet without touching the keep-alive clock (the last one on a connection).
+    fn emit(&mut self, packet: Packet) {
         if self.trace {
             trace!(&self.context, "-> {}", describe(&packet));
         }
-        self.last_tx = Some(now);
         self.net.push_back(NetAction::Send(packet));
     }
 
@@ -755,8 +760,7 @@ impl Session {
             return;
         }
         if graceful && matches!(self.phase, Phase::Ready | Phase::Handshake { .. }) {
-            let now = self.last_tx.unwrap_or_else(Instant::now);
-            self.send(now, Packet::Disconnect);
+            self.emit(Packet::Disconnect);
         }
         self.net.push_back(NetAction::Disconnect { graceful });
         self.link_up = false;
