@@ -1,0 +1,1051 @@
+//! The fault matrix, end to end: the C ABI driven like the SDK's LL client against the DPS
+//! emulator, for MQTT/TLS and MQTT/WSS. Every fault the emulator can inject (drops at each stage,
+//! slow and silent servers, 5xx and 429 storms, CONNACK and SUBACK refusals) and what
+//! behaviour.md part 2 promises: transient faults are survived by reconnecting (backoff with
+//! jitter, re-subscribe, re-send the outstanding request) within the budget set through
+//! `set_option`; a spent budget takes the error path exactly once; refusals are never retried;
+//! nothing is called back after `close` or `destroy`.
+//!
+//! Each test asserts the outcome and the number of connections the emulator accepted, and
+//! prints one `FAULT-TABLE |` row (fault, transport, outcome, time to outcome, connections):
+//! `cargo test --test faults -- --nocapture | grep FAULT-TABLE` gives docs/FAULTS.md's table.
+
+mod common;
+
+use std::cell::RefCell;
+use std::ffi::CString;
+use std::os::raw::{c_char, c_void};
+use std::ptr;
+use std::time::{Duration, Instant};
+
+use common::*;
+use dps_emulator::pki::Pki;
+use dps_emulator::scenario::{DropAfter, ErrorReply, Scenario, Stage};
+use dps_emulator::{Config, Emulator, TimelineEntry};
+use prov_mqtt_transport::ffi::*;
+use PROV_DEVICE_TRANSPORT_RESULT::*;
+use PROV_DEVICE_TRANSPORT_STATUS::*;
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Proto {
+    Mqtt,
+    Ws,
+}
+
+impl Proto {
+    fn name(self) -> &'static str {
+        match self {
+            Proto::Mqtt => "MQTT",
+            Proto::Ws => "WSS",
+        }
+    }
+}
+
+/// An emulator with one X.509 device whose scenario is `scenario`.
+fn emulator(regid: &str, scenario: Scenario) -> Emulator {
+    let mut cfg = Config::ephemeral()
+        .with_pki(Pki::generate(&[regid]))
+        .with_scenario(regid, scenario);
+    cfg.log_to_stderr = false;
+    Emulator::start(cfg).expect("emulator starts")
+}
+
+/// The device, with small retry settings so that faults resolve in seconds.
+fn device(emu: &Emulator, proto: Proto, regid: &str, options: &[(&'static str, u32)]) -> Device {
+    let (protocol, port): (
+        extern "C" fn() -> *const PROV_DEVICE_TRANSPORT_PROVIDER,
+        u16,
+    ) = match proto {
+        Proto::Mqtt => (Prov_Device_MQTT_Protocol, emu.mqtt_addr().port()),
+        Proto::Ws => (Prov_Device_MQTT_WS_Protocol, emu.ws_addr().port()),
+    };
+    let d = emu.pki().device(regid).expect("device certificate");
+    let mut u32_options = vec![("retry_initial_ms", 50), ("reply_timeout_secs", 5)];
+    u32_options.extend_from_slice(options);
+    Device {
+        protocol,
+        uri: format!("localhost:{port}"),
+        registration_id: regid.into(),
+        auth: Auth::X509 {
+            cert_chain_pem: d.cert_chain_pem.clone(),
+            key_pem: d.key_pem.clone(),
+        },
+        trusted_ca: Some(emu.pki().root_ca_pem.clone()),
+        u32_options,
+        proxy: None,
+        trace: true,
+        close_in_callback: true,
+    }
+}
+
+fn regid(fault: &str, proto: Proto) -> String {
+    format!("{fault}-{}", proto.name()).to_lowercase()
+}
+
+/// One row of the fault table, printed for docs/FAULTS.md.
+fn row(fault: &str, proto: Proto, outcome: &str, elapsed: Duration, emu: &Emulator) {
+    println!(
+        "FAULT-TABLE | {fault} | {} | {outcome} | {:.2} s | {} |",
+        proto.name(),
+        elapsed.as_secs_f64(),
+        emu.connections_accepted()
+    );
+}
+
+fn count(o: &Outcome, status: PROV_DEVICE_TRANSPORT_STATUS) -> usize {
+    o.statuses.iter().filter(|(s, _)| *s == status).count()
+}
+
+fn assert_assigned(o: &Outcome, regid: &str) {
+    assert_eq!(
+        o.result,
+        Some(PROV_DEVICE_TRANSPORT_RESULT_OK),
+        "{regid}: {o:?}"
+    );
+    assert_eq!(o.device_id.as_deref(), Some(regid));
+    assert_eq!(o.data_callbacks, 1, "exactly one data callback: {o:?}");
+    assert_eq!(
+        count(o, PROV_DEVICE_TRANSPORT_STATUS_CONNECTED),
+        1,
+        "CONNECTED is reported once, not again after a reconnect: {o:?}"
+    );
+    assert!(o.errors.is_empty(), "{o:?}");
+}
+
+fn assert_error_once(o: &Outcome, regid: &str) {
+    assert_eq!(
+        o.result,
+        Some(PROV_DEVICE_TRANSPORT_RESULT_ERROR),
+        "{regid}: {o:?}"
+    );
+    assert_eq!(
+        o.data_callbacks, 1,
+        "the error path runs exactly once: {o:?}"
+    );
+    assert_eq!((o.hub.as_deref(), o.device_id.as_deref()), (None, None));
+}
+
+/// Device PUBLISHes the emulator received, as (connection, topic), in order.
+fn requests(emu: &Emulator, kind: &str) -> Vec<(u64, String)> {
+    emu.timeline()
+        .into_iter()
+        .filter(|e: &TimelineEntry| e.dir == "in" && e.packet == "PUBLISH")
+        .filter_map(|e| e.topic.map(|t| (e.conn, t)))
+        .filter(|(_, t)| t.contains(kind))
+        .collect()
+}
+
+/// Packets of one type the device sent, per connection.
+fn sent_per_conn(emu: &Emulator, packet: &str) -> Vec<u64> {
+    let mut conns: Vec<u64> = emu
+        .timeline()
+        .into_iter()
+        .filter(|e| e.dir == "in" && e.packet == packet)
+        .map(|e| e.conn)
+        .collect();
+    conns.sort_unstable();
+    conns
+}
+
+const REGISTER: &str = "iotdps-register";
+const POLL: &str = "iotdps-get-operationstatus";
+
+fn has_log(regid: &str, needle: &str) -> bool {
+    logs_for(regid).iter().any(|l| l.contains(needle))
+}
+
+// ---- connection dropped, once: survived -------------------------------------------------
+
+fn dropped_once(proto: Proto, stage: Stage) {
+    let regid = regid(&format!("drop-{}", stage.name()), proto);
+    let emu = emulator(
+        &regid,
+        Scenario {
+            drop_after: Some(DropAfter {
+                stage,
+                always: false,
+            }),
+            ..Scenario::default()
+        },
+    );
+    let o = register(&device(&emu, proto, &regid, &[]), TIMEOUT);
+    assert_assigned(&o, &regid);
+    assert_eq!(emu.connections_accepted(), 2, "one reconnect: {o:?}");
+    // Re-subscribed on the new connection (a drop at CONNECT may close before SUBSCRIBE is read).
+    let subscribes = sent_per_conn(&emu, "SUBSCRIBE");
+    match stage {
+        Stage::Connect => assert!(subscribes.ends_with(&[2]), "{subscribes:?}"),
+        _ => assert_eq!(subscribes, vec![1, 2]),
+    }
+    let registers = requests(&emu, REGISTER);
+    let polls = requests(&emu, POLL);
+    match stage {
+        Stage::Connect | Stage::Subscribe => {
+            // The register request waited for the new connection's SUBACK.
+            assert_eq!(
+                registers.iter().map(|r| r.0).collect::<Vec<_>>(),
+                vec![2],
+                "{registers:?}"
+            );
+        }
+        Stage::Register => {
+            // Re-sent on the new connection, with a new $rid.
+            assert_eq!(
+                registers.iter().map(|r| r.0).collect::<Vec<_>>(),
+                vec![1, 2],
+                "{registers:?}"
+            );
+            assert_ne!(registers[0].1, registers[1].1, "a new $rid");
+            assert!(polls.iter().all(|p| p.0 == 2), "{polls:?}");
+        }
+        Stage::Poll => {
+            // The operation survived: the poll (not a new register) is re-sent.
+            assert_eq!(
+                registers.iter().map(|r| r.0).collect::<Vec<_>>(),
+                vec![1],
+                "{registers:?}"
+            );
+            // (The dropped poll was not answered, so the emulator still owes one 202.)
+            let conns: Vec<_> = polls.iter().map(|r| r.0).collect();
+            assert!(conns.starts_with(&[1, 2]), "{polls:?}");
+            assert!(conns[1..].iter().all(|&c| c == 2), "{polls:?}");
+        }
+    }
+    assert!(
+        has_log(&regid, "reconnecting in"),
+        "{:#?}",
+        logs_for(&regid)
+    );
+    row(
+        &format!(
+            "connection dropped after {} (once)",
+            stage.name().to_uppercase()
+        ),
+        proto,
+        "assigned after 1 reconnect",
+        o.elapsed,
+        &emu,
+    );
+}
+
+#[test]
+fn mqtt_drop_after_connect_is_survived() {
+    dropped_once(Proto::Mqtt, Stage::Connect);
+}
+
+#[test]
+fn ws_drop_after_connect_is_survived() {
+    dropped_once(Proto::Ws, Stage::Connect);
+}
+
+#[test]
+fn mqtt_drop_after_subscribe_is_survived() {
+    dropped_once(Proto::Mqtt, Stage::Subscribe);
+}
+
+#[test]
+fn ws_drop_after_subscribe_is_survived() {
+    dropped_once(Proto::Ws, Stage::Subscribe);
+}
+
+#[test]
+fn mqtt_drop_after_register_is_survived() {
+    dropped_once(Proto::Mqtt, Stage::Register);
+}
+
+#[test]
+fn ws_drop_after_register_is_survived() {
+    dropped_once(Proto::Ws, Stage::Register);
+}
+
+#[test]
+fn mqtt_drop_after_poll_is_survived() {
+    dropped_once(Proto::Mqtt, Stage::Poll);
+}
+
+#[test]
+fn ws_drop_after_poll_is_survived() {
+    dropped_once(Proto::Ws, Stage::Poll);
+}
+
+// ---- connection dropped every time: the attempts budget -----------------------------------
+
+fn dropped_always(proto: Proto, stage: Stage) {
+    let regid = regid(&format!("drop-always-{}", stage.name()), proto);
+    let emu = emulator(
+        &regid,
+        Scenario {
+            drop_after: Some(DropAfter {
+                stage,
+                always: true,
+            }),
+            ..Scenario::default()
+        },
+    );
+    let o = register(
+        &device(&emu, proto, &regid, &[("retry_max_attempts", 3)]),
+        TIMEOUT,
+    );
+    assert_error_once(&o, &regid);
+    assert!(o.errors.is_empty(), "not an authorization failure: {o:?}");
+    assert_eq!(
+        emu.connections_accepted(),
+        4,
+        "the first connection and 3 reconnects"
+    );
+    let requests = requests(&emu, if stage == Stage::Poll { POLL } else { REGISTER });
+    assert_eq!(
+        requests.iter().map(|r| r.0).collect::<Vec<_>>(),
+        vec![1, 2, 3, 4],
+        "the outstanding request is re-sent on every connection"
+    );
+    let giving_up: Vec<_> = logs_for(&regid)
+        .into_iter()
+        .filter(|l| l.contains("giving up after 3 connection attempts"))
+        .collect();
+    assert_eq!(giving_up.len(), 1, "{:#?}", logs_for(&regid));
+    row(
+        &format!(
+            "connection dropped after {} (every time), retry_max_attempts=3",
+            stage.name().to_uppercase()
+        ),
+        proto,
+        "error path once (budget spent)",
+        o.elapsed,
+        &emu,
+    );
+}
+
+#[test]
+fn mqtt_drop_always_after_register_spends_the_attempts_budget() {
+    dropped_always(Proto::Mqtt, Stage::Register);
+}
+
+#[test]
+fn ws_drop_always_after_register_spends_the_attempts_budget() {
+    dropped_always(Proto::Ws, Stage::Register);
+}
+
+#[test]
+fn mqtt_drop_always_after_poll_spends_the_attempts_budget() {
+    dropped_always(Proto::Mqtt, Stage::Poll);
+}
+
+#[test]
+fn ws_drop_always_after_poll_spends_the_attempts_budget() {
+    dropped_always(Proto::Ws, Stage::Poll);
+}
+
+/// The time budget: many attempts allowed, but only 2 s from the first fault.
+fn time_budget(proto: Proto) {
+    let regid = regid("drop-always-time", proto);
+    let emu = emulator(
+        &regid,
+        Scenario {
+            drop_after: Some(DropAfter {
+                stage: Stage::Connect,
+                always: true,
+            }),
+            ..Scenario::default()
+        },
+    );
+    let o = register(
+        &device(
+            &emu,
+            proto,
+            &regid,
+            &[
+                ("retry_max_attempts", 100),
+                ("retry_max_secs", 2),
+                ("retry_initial_ms", 200),
+            ],
+        ),
+        TIMEOUT,
+    );
+    assert_error_once(&o, &regid);
+    assert!(o.statuses.is_empty(), "never connected: {o:?}");
+    // 200 ms doubling (jitter: half to full): the budget ends after 2 s, long before 100 tries,
+    // and the backoff is exponential: at most 2 s / 100 ms + 1 connections.
+    let n = emu.connections_accepted();
+    assert!((3..=8).contains(&n), "{n} connections");
+    assert!(
+        o.elapsed >= Duration::from_secs(2) && o.elapsed < Duration::from_secs(10),
+        "{:?}",
+        o.elapsed
+    );
+    assert!(
+        has_log(&regid, "giving up after"),
+        "{:#?}",
+        logs_for(&regid)
+    );
+    row(
+        "connection dropped after CONNECT (every time), retry_max_secs=2",
+        proto,
+        "error path once (time budget spent)",
+        o.elapsed,
+        &emu,
+    );
+}
+
+#[test]
+fn mqtt_time_budget_ends_the_retries() {
+    time_budget(Proto::Mqtt);
+}
+
+#[test]
+fn ws_time_budget_ends_the_retries() {
+    time_budget(Proto::Ws);
+}
+
+/// Backoff is exponential with jitter: the gaps between connection attempts grow.
+#[test]
+fn reconnect_backoff_grows_exponentially() {
+    let regid = "backoff-growth";
+    let emu = emulator(
+        regid,
+        Scenario {
+            drop_after: Some(DropAfter {
+                stage: Stage::Connect,
+                always: true,
+            }),
+            ..Scenario::default()
+        },
+    );
+    let started = Instant::now();
+    let o = register(
+        &device(
+            &emu,
+            Proto::Mqtt,
+            regid,
+            &[("retry_max_attempts", 4), ("retry_initial_ms", 200)],
+        ),
+        TIMEOUT,
+    );
+    assert_error_once(&o, regid);
+    assert_eq!(emu.connections_accepted(), 5);
+    // Delays: 100-200, 200-400, 400-800, 800-1600 ms; total at least 1.5 s.
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
+    let delays: Vec<f64> = logs_for(regid)
+        .iter()
+        .filter_map(|l| {
+            let rest = l.split("reconnecting in ").nth(1)?;
+            rest.split(' ').next()?.parse().ok()
+        })
+        .collect();
+    assert_eq!(delays.len(), 4, "{:#?}", logs_for(regid));
+    for (i, d) in delays.iter().enumerate() {
+        let full = 0.2 * f64::from(1u32 << i);
+        assert!(
+            *d >= full / 2.0 - 0.01 && *d <= full + 0.01,
+            "attempt {}: {d} s not in [{}, {full}]",
+            i + 1,
+            full / 2.0
+        );
+    }
+    row(
+        "backoff between attempts (retry_initial_ms=200)",
+        Proto::Mqtt,
+        &format!("delays {delays:?} s"),
+        o.elapsed,
+        &emu,
+    );
+}
+
+// ---- slow and silent servers ------------------------------------------------------------
+
+fn delayed(proto: Proto) {
+    let regid = regid("delayed-suback", proto);
+    let emu = emulator(
+        &regid,
+        Scenario {
+            delay_ms: 400,
+            ..Scenario::default()
+        },
+    );
+    let o = register(&device(&emu, proto, &regid, &[]), TIMEOUT);
+    assert_assigned(&o, &regid);
+    assert_eq!(
+        emu.connections_accepted(),
+        1,
+        "a slow server is not a fault"
+    );
+    // CONNACK at 0.4 s, SUBACK at 0.8 s; the register request waits for SUBACK.
+    let tl = emu.timeline();
+    let at = |dir: &str, what: &str| {
+        tl.iter()
+            .find(|e| {
+                e.dir == dir
+                    && (e.packet == what || e.topic.as_deref().is_some_and(|t| t.contains(what)))
+            })
+            .map(|e| e.t_ms)
+            .unwrap_or_else(|| panic!("no {what} in {tl:#?}"))
+    };
+    let suback = at("out", "SUBACK");
+    let register_at = at("in", REGISTER);
+    assert!(suback >= 750.0, "SUBACK delayed: {suback} ms");
+    assert!(register_at >= suback, "register after SUBACK");
+    row(
+        "every server packet delayed 400 ms (SUBACK at ~0.8 s)",
+        proto,
+        "assigned, no reconnect",
+        o.elapsed,
+        &emu,
+    );
+}
+
+#[test]
+fn mqtt_delayed_suback_is_waited_for() {
+    delayed(Proto::Mqtt);
+}
+
+#[test]
+fn ws_delayed_suback_is_waited_for() {
+    delayed(Proto::Ws);
+}
+
+/// Slower than the reply timeout: CONNACK never arrives in time, every attempt times out.
+fn slower_than_timeout(proto: Proto) {
+    let regid = regid("delay-over-timeout", proto);
+    let emu = emulator(
+        &regid,
+        Scenario {
+            delay_ms: 1500,
+            ..Scenario::default()
+        },
+    );
+    let o = register(
+        &device(
+            &emu,
+            proto,
+            &regid,
+            &[("reply_timeout_secs", 1), ("retry_max_attempts", 2)],
+        ),
+        TIMEOUT,
+    );
+    assert_error_once(&o, &regid);
+    assert_eq!(emu.connections_accepted(), 3);
+    assert!(
+        has_log(&regid, "no CONNACK within 1.0 s"),
+        "{:#?}",
+        logs_for(&regid)
+    );
+    row(
+        "server packets delayed 1.5 s, reply_timeout_secs=1, retry_max_attempts=2",
+        proto,
+        "error path once (CONNACK timeouts, budget spent)",
+        o.elapsed,
+        &emu,
+    );
+}
+
+#[test]
+fn mqtt_server_slower_than_the_reply_timeout() {
+    slower_than_timeout(Proto::Mqtt);
+}
+
+#[test]
+fn ws_server_slower_than_the_reply_timeout() {
+    slower_than_timeout(Proto::Ws);
+}
+
+fn silent(proto: Proto) {
+    let regid = regid("silent", proto);
+    let emu = emulator(
+        &regid,
+        Scenario {
+            never_reply: true,
+            ..Scenario::default()
+        },
+    );
+    let o = register(
+        &device(
+            &emu,
+            proto,
+            &regid,
+            &[("reply_timeout_secs", 1), ("retry_max_attempts", 2)],
+        ),
+        TIMEOUT,
+    );
+    assert_error_once(&o, &regid);
+    assert_eq!(emu.connections_accepted(), 3);
+    // The register request is re-sent after each reply timeout, on a new connection.
+    assert_eq!(
+        requests(&emu, REGISTER)
+            .iter()
+            .map(|r| r.0)
+            .collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
+    let logs = logs_for(&regid);
+    assert_eq!(
+        logs.iter()
+            .filter(|l| l.contains("no reply to the register request within 1.0 s"))
+            .count(),
+        3,
+        "{logs:#?}"
+    );
+    assert!(
+        o.elapsed >= Duration::from_secs(3) && o.elapsed < Duration::from_secs(15),
+        "{:?}",
+        o.elapsed
+    );
+    row(
+        "server silent (never replies), reply_timeout_secs=1, retry_max_attempts=2",
+        proto,
+        "error path once (3 reply timeouts)",
+        o.elapsed,
+        &emu,
+    );
+}
+
+#[test]
+fn mqtt_silent_server_times_out_and_spends_the_budget() {
+    silent(Proto::Mqtt);
+}
+
+#[test]
+fn ws_silent_server_times_out_and_spends_the_budget() {
+    silent(Proto::Ws);
+}
+
+// ---- 5xx and 429 storms -----------------------------------------------------------------
+
+fn storm_5xx(proto: Proto) {
+    let regid = regid("storm-5xx", proto);
+    let emu = emulator(
+        &regid,
+        Scenario {
+            error: Some(ErrorReply {
+                status: 503,
+                error_code: 503000,
+                message: "Service unavailable".into(),
+                on: Stage::Register,
+                times: Some(3),
+            }),
+            ..Scenario::default()
+        },
+    );
+    let o = register(&device(&emu, proto, &regid, &[]), TIMEOUT);
+    assert_assigned(&o, &regid);
+    assert_eq!(
+        count(&o, PROV_DEVICE_TRANSPORT_STATUS_TRANSIENT),
+        3,
+        "{o:?}"
+    );
+    assert_eq!(
+        emu.connections_accepted(),
+        1,
+        "a 5xx reply is not a connection fault"
+    );
+    assert_eq!(requests(&emu, REGISTER).len(), 4);
+    row(
+        "503 to the first 3 register requests",
+        proto,
+        "assigned after 3 TRANSIENT",
+        o.elapsed,
+        &emu,
+    );
+}
+
+#[test]
+fn mqtt_5xx_storm_is_survived() {
+    storm_5xx(Proto::Mqtt);
+}
+
+#[test]
+fn ws_5xx_storm_is_survived() {
+    storm_5xx(Proto::Ws);
+}
+
+/// A 5xx on every request: the transport reports TRANSIENT each time and keeps the registration
+/// alive (behaviour.md part 1: status ≥ 429 is transient); the LL client's own
+/// `provisioning_timeout` ends it. The reconnect budget is not involved: the connection is fine.
+fn endless_5xx(proto: Proto) {
+    let regid = regid("endless-5xx", proto);
+    let emu = emulator(
+        &regid,
+        Scenario {
+            error: Some(ErrorReply {
+                status: 500,
+                error_code: 500000,
+                message: "Internal error".into(),
+                on: Stage::Register,
+                times: None,
+            }),
+            ..Scenario::default()
+        },
+    );
+    let o = register(
+        &device(&emu, proto, &regid, &[("retry_max_attempts", 1)]),
+        Duration::from_millis(3500),
+    );
+    assert_eq!(o.result, None, "no error path for a transient reply: {o:?}");
+    assert_eq!(o.data_callbacks, 0);
+    let transient = count(&o, PROV_DEVICE_TRANSPORT_STATUS_TRANSIENT);
+    assert!(transient >= 3, "{o:?}");
+    assert_eq!(emu.connections_accepted(), 1);
+    row(
+        "500 to every register request (LL client gives up after 3.5 s)",
+        proto,
+        &format!("{transient} TRANSIENT, no error from the transport"),
+        o.elapsed,
+        &emu,
+    );
+}
+
+#[test]
+fn mqtt_endless_5xx_stays_transient() {
+    endless_5xx(Proto::Mqtt);
+}
+
+#[test]
+fn ws_endless_5xx_stays_transient() {
+    endless_5xx(Proto::Ws);
+}
+
+fn storm_5xx_on_poll(proto: Proto) {
+    let regid = regid("storm-5xx-poll", proto);
+    let emu = emulator(
+        &regid,
+        Scenario {
+            error: Some(ErrorReply {
+                status: 502,
+                error_code: 502000,
+                message: "Bad gateway".into(),
+                on: Stage::Poll,
+                times: Some(2),
+            }),
+            ..Scenario::default()
+        },
+    );
+    let o = register(&device(&emu, proto, &regid, &[]), TIMEOUT);
+    assert_assigned(&o, &regid);
+    assert_eq!(count(&o, PROV_DEVICE_TRANSPORT_STATUS_TRANSIENT), 2);
+    // The LL client polls again after TRANSIENT (it has an operation id): no second register.
+    assert_eq!(requests(&emu, REGISTER).len(), 1);
+    // 2 × 502, then the scenario's 202 and the final 200.
+    assert_eq!(requests(&emu, POLL).len(), 4);
+    assert_eq!(emu.connections_accepted(), 1);
+    row(
+        "502 to the first 2 polls",
+        proto,
+        "assigned after 2 TRANSIENT",
+        o.elapsed,
+        &emu,
+    );
+}
+
+#[test]
+fn mqtt_5xx_on_poll_is_survived() {
+    storm_5xx_on_poll(Proto::Mqtt);
+}
+
+#[test]
+fn ws_5xx_on_poll_is_survived() {
+    storm_5xx_on_poll(Proto::Ws);
+}
+
+fn storm_429(proto: Proto) {
+    let regid = regid("storm-429", proto);
+    let emu = emulator(
+        &regid,
+        Scenario {
+            throttle_429: 3,
+            ..Scenario::default()
+        },
+    );
+    let o = register(&device(&emu, proto, &regid, &[]), TIMEOUT);
+    assert_assigned(&o, &regid);
+    assert_eq!(
+        o.statuses
+            .iter()
+            .filter(|s| **s == (PROV_DEVICE_TRANSPORT_STATUS_TRANSIENT, 1))
+            .count(),
+        3,
+        "TRANSIENT with the retry-after: {o:?}"
+    );
+    assert_eq!(emu.connections_accepted(), 1);
+    // The LL client waited retry-after (1 s) after each 429.
+    assert!(o.elapsed >= Duration::from_secs(3), "{:?}", o.elapsed);
+    assert!(
+        has_log(&regid, "DPS replied 429"),
+        "{:#?}",
+        logs_for(&regid)
+    );
+    row(
+        "429 (retry-after 1) to the first 3 requests",
+        proto,
+        "assigned after 3 TRANSIENT",
+        o.elapsed,
+        &emu,
+    );
+}
+
+#[test]
+fn mqtt_429_storm_is_survived() {
+    storm_429(Proto::Mqtt);
+}
+
+#[test]
+fn ws_429_storm_is_survived() {
+    storm_429(Proto::Ws);
+}
+
+// ---- refusals: never retried ------------------------------------------------------------
+
+fn connack_refused(proto: Proto, code: u8) {
+    let regid = regid(&format!("connack-{code}"), proto);
+    let emu = emulator(
+        &regid,
+        Scenario {
+            connack_refuse: Some(code),
+            ..Scenario::default()
+        },
+    );
+    let o = register(&device(&emu, proto, &regid, &[]), TIMEOUT);
+    assert_error_once(&o, &regid);
+    assert_eq!(
+        o.errors,
+        vec![PROV_DEVICE_TRANSPORT_ERROR::PROV_DEVICE_ERROR_KEY_UNAUTHORIZED]
+    );
+    assert!(o.statuses.is_empty(), "never connected: {o:?}");
+    assert_eq!(emu.connections_accepted(), 1, "never retried");
+    assert!(
+        has_log(&regid, &format!("CONNACK refused with code {code}")),
+        "{:#?}",
+        logs_for(&regid)
+    );
+    row(
+        &format!("CONNACK refused (code {code})"),
+        proto,
+        "error path once + KEY_UNAUTHORIZED, not retried",
+        o.elapsed,
+        &emu,
+    );
+}
+
+#[test]
+fn mqtt_connack_not_authorized_is_not_retried() {
+    connack_refused(Proto::Mqtt, 5);
+}
+
+#[test]
+fn ws_connack_not_authorized_is_not_retried() {
+    connack_refused(Proto::Ws, 5);
+}
+
+#[test]
+fn mqtt_connack_bad_credentials_is_not_retried() {
+    connack_refused(Proto::Mqtt, 4);
+}
+
+#[test]
+fn ws_connack_bad_credentials_is_not_retried() {
+    connack_refused(Proto::Ws, 4);
+}
+
+fn suback_failure(proto: Proto) {
+    let regid = regid("suback-fail", proto);
+    let emu = emulator(
+        &regid,
+        Scenario {
+            suback_fail: true,
+            ..Scenario::default()
+        },
+    );
+    let o = register(&device(&emu, proto, &regid, &[]), TIMEOUT);
+    assert_error_once(&o, &regid);
+    assert!(o.errors.is_empty(), "{o:?}");
+    assert_eq!(emu.connections_accepted(), 1, "never retried");
+    assert!(requests(&emu, REGISTER).is_empty(), "nothing was sent");
+    assert!(
+        has_log(&regid, "SUBACK refused the subscription"),
+        "{:#?}",
+        logs_for(&regid)
+    );
+    row(
+        "SUBACK failure (0x80)",
+        proto,
+        "error path once, not retried",
+        o.elapsed,
+        &emu,
+    );
+}
+
+#[test]
+fn mqtt_suback_failure_takes_the_error_path() {
+    suback_failure(Proto::Mqtt);
+}
+
+#[test]
+fn ws_suback_failure_takes_the_error_path() {
+    suback_failure(Proto::Ws);
+}
+
+// ---- nothing after close or destroy -----------------------------------------------------
+
+#[derive(Default)]
+struct Seen {
+    data: usize,
+    status: usize,
+}
+
+unsafe extern "C" fn seen_data(
+    _r: PROV_DEVICE_TRANSPORT_RESULT,
+    _k: BUFFER_HANDLE,
+    _h: *const c_char,
+    _d: *const c_char,
+    user: *mut c_void,
+) {
+    // SAFETY: `user` is the RefCell<Seen> of the running test, alive until after destroy.
+    unsafe { &*(user as *const RefCell<Seen>) }
+        .borrow_mut()
+        .data += 1;
+}
+
+unsafe extern "C" fn seen_status(_s: PROV_DEVICE_TRANSPORT_STATUS, _r: u32, user: *mut c_void) {
+    // SAFETY: as above.
+    unsafe { &*(user as *const RefCell<Seen>) }
+        .borrow_mut()
+        .status += 1;
+}
+
+/// Opens a handle that is dropped at CONNECT every time with a long backoff and a budget of one
+/// reconnect: left alone it would reconnect and take the error path. `close` (or `destroy`)
+/// during the backoff must stop all of it.
+fn stopped_during_backoff(proto: Proto, destroy_only: bool) {
+    let name = if destroy_only { "destroy" } else { "close" };
+    let regid = regid(&format!("{name}-in-backoff"), proto);
+    let emu = emulator(
+        &regid,
+        Scenario {
+            drop_after: Some(DropAfter {
+                stage: Stage::Connect,
+                always: true,
+            }),
+            ..Scenario::default()
+        },
+    );
+    capture_logs();
+    let (protocol, port): (
+        extern "C" fn() -> *const PROV_DEVICE_TRANSPORT_PROVIDER,
+        u16,
+    ) = match proto {
+        Proto::Mqtt => (Prov_Device_MQTT_Protocol, emu.mqtt_addr().port()),
+        Proto::Ws => (Prov_Device_MQTT_WS_Protocol, emu.ws_addr().port()),
+    };
+    let d = emu.pki().device(&regid).unwrap();
+    let seen = RefCell::new(Seen::default());
+    let user = &seen as *const RefCell<Seen> as *mut c_void;
+    let c = |s: &str| CString::new(s).unwrap();
+    let started = Instant::now();
+    // SAFETY: the table is static; every string outlives the call; `user` outlives the handle.
+    unsafe {
+        let t = &*protocol();
+        let h = (t.prov_transport_create.unwrap())(
+            c(&format!("localhost:{port}")).as_ptr(),
+            TRANSPORT_HSM_TYPE(1),
+            c(SCOPE).as_ptr(),
+            c(API_VERSION).as_ptr(),
+            None,
+            ptr::null_mut(),
+        );
+        assert!(!h.is_null());
+        let ca = c(&emu.pki().root_ca_pem);
+        assert_eq!((t.prov_transport_trusted_cert.unwrap())(h, ca.as_ptr()), 0);
+        let (cert, key) = (c(&d.cert_chain_pem), c(&d.key_pem));
+        assert_eq!(
+            (t.prov_transport_x509_cert.unwrap())(h, cert.as_ptr(), key.as_ptr()),
+            0
+        );
+        for (name, value) in [("retry_initial_ms", 1600u32), ("retry_max_attempts", 1)] {
+            assert_eq!(
+                (t.prov_transport_set_option.unwrap())(
+                    h,
+                    c(name).as_ptr(),
+                    &value as *const u32 as *const c_void
+                ),
+                0
+            );
+        }
+        let id = c(&regid);
+        assert_eq!(
+            (t.prov_transport_open.unwrap())(
+                h,
+                id.as_ptr(),
+                ptr::null_mut(),
+                ptr::null_mut(),
+                Some(seen_data),
+                user,
+                Some(seen_status),
+                user,
+                None,
+                ptr::null_mut(),
+            ),
+            0
+        );
+        // Run until the first drop put the handle into its backoff (0.8-1.6 s).
+        while !has_log(&regid, "reconnecting in") {
+            assert!(started.elapsed() < Duration::from_secs(10), "no drop seen");
+            (t.prov_transport_dowork.unwrap())(h);
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        if destroy_only {
+            (t.prov_transport_destroy.unwrap())(h);
+            std::thread::sleep(Duration::from_millis(2500));
+        } else {
+            assert_eq!((t.prov_transport_close.unwrap())(h), 0);
+            let until = Instant::now() + Duration::from_millis(2500);
+            while Instant::now() < until {
+                (t.prov_transport_dowork.unwrap())(h);
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            (t.prov_transport_destroy.unwrap())(h);
+        }
+    }
+    let seen = seen.into_inner();
+    assert_eq!((seen.data, seen.status), (0, 0), "no callback after {name}");
+    assert_eq!(
+        emu.connections_accepted(),
+        1,
+        "no reconnect after {name} (the backoff would have ended within 1.6 s)"
+    );
+    assert!(
+        !has_log(&regid, "giving up"),
+        "the error path ran after {name}: {:#?}",
+        logs_for(&regid)
+    );
+    row(
+        &format!("{name} during the reconnect backoff"),
+        proto,
+        "no callback, no reconnect in the next 2.5 s",
+        started.elapsed(),
+        &emu,
+    );
+}
+
+#[test]
+fn mqtt_close_during_backoff_stops_everything() {
+    stopped_during_backoff(Proto::Mqtt, false);
+}
+
+#[test]
+fn ws_close_during_backoff_stops_everything() {
+    stopped_during_backoff(Proto::Ws, false);
+}
+
+#[test]
+fn mqtt_destroy_during_backoff_stops_everything() {
+    stopped_during_backoff(Proto::Mqtt, true);
+}
+
+#[test]
+fn ws_destroy_during_backoff_stops_everything() {
+    stopped_during_backoff(Proto::Ws, true);
+}
