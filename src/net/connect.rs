@@ -71,12 +71,27 @@ pub async fn establish(spec: &ConnectSpec, flavor: Flavor) -> Result<(Io, String
             let (ws, _response) =
                 tokio_tungstenite::client_async_with_config(request, tls, Some(config))
                     .await
-                    .map_err(|e| Error::WebSocket(e.to_string()))?;
+                    .map_err(|e| upgrade_error(e, host))?;
             Ok((
                 Io::Ws(Box::new(ws)),
                 format!("{description} WebSocket {WS_PATH}"),
             ))
         }
+    }
+}
+
+/// A failed WebSocket upgrade. A TLS alert read during it is a TLS refusal, not a WebSocket
+/// failure: with TLS 1.3 the server checks the client certificate after the client has finished
+/// its handshake, so its rejection arrives with the first read, the upgrade response.
+fn upgrade_error(e: tokio_tungstenite::tungstenite::Error, host: &str) -> Error {
+    use tokio_tungstenite::tungstenite::Error as W;
+    match e {
+        W::Io(io) => match read_error(io, host) {
+            tls @ Error::Tls { .. } => tls,
+            Error::ConnectionLost(why) => Error::WebSocket(format!("IO error: {why}")),
+            other => other,
+        },
+        other => Error::WebSocket(other.to_string()),
     }
 }
 

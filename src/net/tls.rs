@@ -156,6 +156,9 @@ pub fn explain(error: &rustls::Error, host: &str) -> (String, bool) {
         E::InvalidCertificate(C::NotValidYet | C::NotValidYetContext { .. }) => {
             "the server certificate is not valid yet (check the device clock)".into()
         }
+        E::InvalidCertificate(C::BadSignature) => {
+            "the server certificate is not trusted (its signature does not verify with the trusted CA of the same name: is TrustedCerts the right CA?)".into()
+        }
         E::InvalidCertificate(C::Revoked) => "the server certificate is revoked".into(),
         E::InvalidCertificate(other) => format!("the server certificate is invalid ({other:?})"),
         E::AlertReceived(A::ProtocolVersion) => {
@@ -185,6 +188,19 @@ pub fn explain(error: &rustls::Error, host: &str) -> (String, bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_same_name_ca_that_did_not_sign_is_explained() {
+        let (why, transient) = explain(
+            &rustls::Error::InvalidCertificate(rustls::CertificateError::BadSignature),
+            "localhost",
+        );
+        assert!(
+            why.contains("not trusted") && why.contains("TrustedCerts"),
+            "{why}"
+        );
+        assert!(!transient);
+    }
 
     #[test]
     fn refuses_text_without_certificates() {
