@@ -45,6 +45,11 @@ fn free_port() -> u16 {
 
 /// Starts tinyproxy on a free loopback port with basic auth user/secret.
 fn tinyproxy(name: &str) -> Tinyproxy {
+    tinyproxy_with(name, "")
+}
+
+/// Same, with more configuration lines.
+fn tinyproxy_with(name: &str, extra: &str) -> Tinyproxy {
     let dir = std::env::temp_dir().join(format!("prov-proxy-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let port = free_port();
@@ -52,7 +57,7 @@ fn tinyproxy(name: &str) -> Tinyproxy {
     std::fs::write(
         &conf,
         format!(
-            "Port {port}\nListen 127.0.0.1\nTimeout 60\nAllow 127.0.0.1\nBasicAuth user secret\nLogLevel Info\nMaxClients 20\n"
+            "Port {port}\nListen 127.0.0.1\nTimeout 60\nAllow 127.0.0.1\nBasicAuth user secret\nLogLevel Info\nMaxClients 20\n{extra}"
         ),
     )
     .unwrap();
@@ -75,7 +80,7 @@ fn tinyproxy(name: &str) -> Tinyproxy {
     }
 }
 
-fn device_via(emu: &Emulator, ws: bool, regid: &str, proxy: &Tinyproxy, password: &str) -> Device {
+fn device_via(emu: &Emulator, ws: bool, regid: &str, proxy_port: u16, password: &str) -> Device {
     let d = emu.pki().device(regid).unwrap();
     let (protocol, port): (
         extern "C" fn() -> *const PROV_DEVICE_TRANSPORT_PROVIDER,
@@ -96,7 +101,7 @@ fn device_via(emu: &Emulator, ws: bool, regid: &str, proxy: &Tinyproxy, password
         u32_options: vec![],
         proxy: Some(ProxySetting {
             host: "127.0.0.1".into(),
-            port: i32::from(proxy.port),
+            port: i32::from(proxy_port),
             credentials: Some(("user".into(), password.into())),
         }),
         trace: true,
@@ -113,7 +118,7 @@ fn registers_through_an_authenticating_proxy_over_mqtt_and_wss() {
     .unwrap();
     for (ws, regid) in [(false, "proxied-mqtt"), (true, "proxied-ws")] {
         let o = register(
-            &device_via(&emu, ws, regid, &proxy, "secret"),
+            &device_via(&emu, ws, regid, proxy.port, "secret"),
             Duration::from_secs(60),
         );
         assert_eq!(
@@ -137,7 +142,7 @@ fn wrong_proxy_credentials_fail_at_once_with_a_clear_error() {
     let emu =
         Emulator::start(Config::ephemeral().with_pki(Pki::generate(&["proxy-denied"]))).unwrap();
     let o = register(
-        &device_via(&emu, false, "proxy-denied", &proxy, "wrong"),
+        &device_via(&emu, false, "proxy-denied", proxy.port, "wrong"),
         Duration::from_secs(60),
     );
     assert_eq!(
@@ -156,5 +161,96 @@ fn wrong_proxy_credentials_fail_at_once_with_a_clear_error() {
         logs.iter()
             .any(|l| l.contains("proxy authentication failed")),
         "{logs:#?}"
+    );
+}
+
+#[test]
+fn unreachable_proxy_is_retried_within_the_budget_then_a_clear_error() {
+    // A port nothing listens on.
+    let port = free_port();
+    let emu = Emulator::start(Config::ephemeral().with_pki(Pki::generate(&["proxy-unreachable"])))
+        .unwrap();
+    let mut dev = device_via(&emu, false, "proxy-unreachable", port, "secret");
+    dev.u32_options = vec![("retry_max_attempts", 2), ("retry_initial_ms", 50)];
+    let o = register(&dev, Duration::from_secs(60));
+    assert_eq!(
+        o.result,
+        Some(PROV_DEVICE_TRANSPORT_RESULT::PROV_DEVICE_TRANSPORT_RESULT_ERROR),
+        "{o:?}"
+    );
+    assert_eq!(o.data_callbacks, 1);
+    assert!(o.elapsed < Duration::from_secs(10), "{:?}", o.elapsed);
+    assert_eq!(emu.connections_accepted(), 0, "nothing reached the service");
+    let logs = logs_for("proxy-unreachable");
+    let reach = format!("cannot reach the proxy 127.0.0.1:{port}");
+    // Two retries (a proxy that restarts is a network fault), then one error line.
+    assert_eq!(
+        logs.iter()
+            .filter(|l| l.contains(&reach) && l.contains("reconnecting in"))
+            .count(),
+        2,
+        "{logs:#?}"
+    );
+    let errors: Vec<_> = logs
+        .iter()
+        .filter(|l| l.contains("error [proxy-unreachable]"))
+        .collect();
+    assert_eq!(errors.len(), 1, "{logs:#?}");
+    assert!(
+        errors[0].contains("giving up after 2 connection attempts")
+            && errors[0].contains(&reach)
+            && errors[0].contains("refused"),
+        "{}",
+        errors[0]
+    );
+    println!(
+        "PROXY | unreachable | {:.2} s | {}",
+        o.elapsed.as_secs_f64(),
+        errors[0]
+    );
+}
+
+#[test]
+fn proxy_refusing_the_connect_target_fails_at_once() {
+    // tinyproxy allows CONNECT to port 443 only; the emulator listens on an ephemeral port.
+    let proxy = tinyproxy_with("port-denied", "ConnectPort 443\n");
+    let emu = Emulator::start(Config::ephemeral().with_pki(Pki::generate(&["proxy-port-denied"])))
+        .unwrap();
+    let o = register(
+        &device_via(&emu, true, "proxy-port-denied", proxy.port, "secret"),
+        Duration::from_secs(60),
+    );
+    assert_eq!(
+        o.result,
+        Some(PROV_DEVICE_TRANSPORT_RESULT::PROV_DEVICE_TRANSPORT_RESULT_ERROR),
+        "{o:?}"
+    );
+    assert_eq!(o.data_callbacks, 1);
+    assert!(
+        o.elapsed < Duration::from_secs(5),
+        "not retried: {:?}",
+        o.elapsed
+    );
+    assert_eq!(emu.connections_accepted(), 0, "nothing reached the service");
+    let logs = logs_for("proxy-port-denied");
+    assert!(
+        !logs.iter().any(|l| l.contains("reconnecting")),
+        "{logs:#?}"
+    );
+    let errors: Vec<_> = logs
+        .iter()
+        .filter(|l| l.contains("error [proxy-port-denied]"))
+        .collect();
+    assert_eq!(errors.len(), 1, "{logs:#?}");
+    let target = format!("CONNECT localhost:{}", emu.ws_addr().port());
+    assert!(
+        errors[0].contains("refused") && errors[0].contains(&target) && errors[0].contains("403"),
+        "{}",
+        errors[0]
+    );
+    println!(
+        "PROXY | CONNECT target refused | {:.2} s | {}",
+        o.elapsed.as_secs_f64(),
+        errors[0]
     );
 }
