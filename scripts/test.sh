@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Every test: formatting, lints, the ABI checks (exported symbols, SONAME, header drift), the
 # Rust unit, boundary and end-to-end tests, the emulator's tests, the C sample built with
-# -Werror, and the real Python and Node DPS clients against the emulator. Installs what it needs.
+# -Werror, the C harness (ctest/) against the installed CMake package (plain, under valgrind,
+# with ASan+UBSan), and the real Python and Node DPS clients against the emulator. Installs what
+# it needs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +13,9 @@ command -v nm >/dev/null || need_apt+=(binutils)
 command -v python3 >/dev/null || need_apt+=(python3 python3-venv)
 command -v node >/dev/null || need_apt+=(nodejs npm)
 command -v tinyproxy >/dev/null || need_apt+=(tinyproxy)
+command -v cmake >/dev/null || need_apt+=(cmake)
+command -v pkg-config >/dev/null || need_apt+=(pkg-config)
+command -v valgrind >/dev/null || need_apt+=(valgrind)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "test: installing ${need_apt[*]}"
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
@@ -30,6 +35,9 @@ echo "C sample builds with -Wall -Wextra -Werror -pedantic"
 
 echo "== Rust tests (unit, C boundary, end-to-end against the emulator; emulator tests)"
 cargo test --workspace
+
+echo "== the C harness: CMake package, pkg-config, ctest (plain, valgrind, ASan+UBSan)"
+scripts/ctest.sh plain valgrind asan
 
 echo "== the real Python and Node DPS clients against the emulator"
 dps-emulator/fidelity/run.sh
