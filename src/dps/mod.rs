@@ -11,6 +11,10 @@ pub mod username;
 pub const RESPONSE_FILTER: &str = "$dps/registrations/res/#";
 /// DPS refuses messages over 96 KB; we refuse to read bigger packets too.
 pub const MAX_PACKET: usize = 96 * 1024;
+/// The longest registration id DPS accepts (128 characters); also the bound we put on the ID
+/// scope and the api version, which are far shorter in practice. Longer values cannot make a
+/// CONNECT that fits the MQTT limits, so `open` refuses them up front.
+pub const MAX_ID_LEN: usize = 128;
 /// The client version the SDK's transport reports (`PROV_DEVICE_CLIENT_VERSION`).
 pub const CLIENT_VERSION: &str = "1.15.0";
 /// The status from which a reply is transient (`PROV_STATUS_CODE_TRANSIENT_ERROR`).

@@ -304,6 +304,25 @@ impl Session {
                 "the transport is already open; close it first".into(),
             ));
         }
+        // A CONNECT with an over-long client id or user name cannot be encoded: without this
+        // check it was dropped on the I/O thread and the registration failed later for a
+        // misleading reason (and every log line carried the whole id as its context).
+        for (what, value) in [
+            ("registration_id", registration_id),
+            ("scope_id", self.settings.scope.as_str()),
+            ("api_version", self.settings.api_version.as_str()),
+        ] {
+            if value.len() > dps::MAX_ID_LEN {
+                return Err(Error::InvalidArgument {
+                    what,
+                    why: format!(
+                        "is {} bytes long; DPS accepts at most {}",
+                        value.len(),
+                        dps::MAX_ID_LEN
+                    ),
+                });
+            }
+        }
         self.context = registration_id.to_owned();
         self.registration_id = Some(registration_id.to_owned());
         self.phase = Phase::Disconnected;

@@ -460,6 +460,25 @@ fn argument_state_checks() {
     assert!(r.s.open("again").is_err(), "already open");
 }
 
+/// Found by tests/hostile_caller.rs: a 1 MB registration id (or scope, or api version) was
+/// accepted, its CONNECT could not be encoded, and the registration failed later as "connection
+/// lost". Now open refuses it at once, and a refused open leaves the session closed.
+#[test]
+fn over_long_identifiers_are_refused_at_open() {
+    let long = "a".repeat(crate::dps::MAX_ID_LEN + 1);
+    let longest = "a".repeat(crate::dps::MAX_ID_LEN);
+    let mut s = Session::new(Settings::new(SCOPE.into(), "2021-06-01".into(), Auth::X509));
+    let e = s.open(&long).unwrap_err();
+    assert!(e.to_string().contains("registration_id"), "{e}");
+    assert!(!s.is_open());
+    s.open(&longest).unwrap();
+    for (scope, api) in [(long.as_str(), "2021-06-01"), (SCOPE, long.as_str())] {
+        let mut s = Session::new(Settings::new(scope.into(), api.into(), Auth::X509));
+        assert!(s.open("dev1").is_err());
+        assert!(!s.is_open());
+    }
+}
+
 #[test]
 fn qos1_replies_are_acknowledged_and_qos2_ignored() {
     let mut r = Rig::new(Auth::X509);
