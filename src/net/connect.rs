@@ -91,6 +91,14 @@ fn upgrade_error(e: tokio_tungstenite::tungstenite::Error, host: &str) -> Error 
             Error::ConnectionLost(why) => Error::WebSocket(format!("IO error: {why}")),
             other => other,
         },
+        // The server closed before answering the upgrade: say where we knocked.
+        W::Protocol(tokio_tungstenite::tungstenite::error::ProtocolError::HandshakeIncomplete) => {
+            Error::WebSocket(format!(
+                "the server closed the connection without answering the upgrade request \
+                 (GET {WS_PATH}, subprotocol {WS_SUBPROTOCOL}): it may not serve MQTT over \
+                 WebSocket there, or not accept that subprotocol name"
+            ))
+        }
         other => Error::WebSocket(other.to_string()),
     }
 }

@@ -167,9 +167,11 @@ pub fn explain(error: &rustls::Error, host: &str) -> (String, bool) {
         E::PeerIncompatible(why) => {
             format!("the server offers no TLS version or cipher suite we accept; TLS 1.2 is the floor ({why:?})")
         }
+        E::AlertReceived(A::CertificateRequired) => {
+            "the server requires a client certificate and none was sent (alert CertificateRequired: an X.509 device needs x509_cert)".into()
+        }
         E::AlertReceived(
             a @ (A::BadCertificate
-            | A::CertificateRequired
             | A::UnknownCA
             | A::CertificateUnknown
             | A::AccessDenied
