@@ -29,11 +29,60 @@ use PROV_DEVICE_TRANSPORT_RESULT::*;
 use PROV_DEVICE_TRANSPORT_STATUS::*;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Proto {
+    Mqtt,
+    Ws,
+}
+
+impl Proto {
+    fn tag(self) -> &'static str {
+        match self {
+            Proto::Mqtt => "mqtt",
+            Proto::Ws => "wss",
+        }
+    }
+}
+
+/// Each case runs over MQTT/TLS and over MQTT/WSS.
+macro_rules! both {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[test]
+                fn mqtt() {
+                    super::$name(super::Proto::Mqtt)
+                }
+                #[test]
+                fn wss() {
+                    super::$name(super::Proto::Ws)
+                }
+            }
+        )*
+    };
+}
+
+both!(
+    malformed_reply_topics_are_ignored,
+    hostile_retry_after_values_become_one_second,
+    duplicate_unsolicited_and_stale_replies_are_ignored,
+    a_payload_that_is_not_utf8_takes_the_error_path_once,
+    a_payload_with_a_nul_takes_the_error_path_once,
+    a_payload_that_is_not_json_reaches_the_parser_which_refuses_it,
+    an_error_status_with_a_hostile_body_is_a_clean_error,
+    a_packet_over_96_kb_is_refused_and_the_registration_recovers,
+    a_qos2_publish_is_ignored_and_not_acknowledged,
+    packets_a_server_must_not_send_and_garbage_bytes_are_survived,
+    a_reply_then_a_close_mid_packet_is_survived,
+);
 const HUB: &str = "hostile-test-hub.azure-devices.net";
 
 /// What the device asked for.
 #[derive(Debug, Clone)]
 struct Request {
+    /// The CONNECT's client id (the registration id).
+    regid: String,
     /// 1-based connection number.
     conn: usize,
     /// 0-based over the server's lifetime (register and poll requests).
@@ -92,10 +141,10 @@ fn assigned_body(hub: &str, regid: &str) -> String {
 }
 
 /// The genuine final answer to a request: 200 assigned with `$rid` echoed.
-fn assigned(r: &Request, regid: &str) -> Out {
+fn assigned(r: &Request) -> Out {
     publish(
         format!("$dps/registrations/res/200/?$rid={}", r.rid),
-        assigned_body(HUB, regid),
+        assigned_body(HUB, &r.regid),
     )
 }
 
@@ -128,7 +177,11 @@ impl Drop for Server {
 }
 
 impl Server {
-    fn start(pki: &Pki, script: impl Fn(&Request) -> Vec<Out> + Send + Sync + 'static) -> Server {
+    fn start(
+        pki: &Pki,
+        proto: Proto,
+        script: impl Fn(&Request) -> Vec<Out> + Send + Sync + 'static,
+    ) -> Server {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let chain = CertificateDer::pem_slice_iter(pki.server_chain_pem.as_bytes())
             .collect::<Result<Vec<_>, _>>()
@@ -171,8 +224,18 @@ impl Server {
                         requests.clone(),
                     );
                     tokio::spawn(async move {
-                        if let Ok(tls) = acceptor.accept(tcp).await {
-                            serve(tls, conn, script, received, requests).await;
+                        let Ok(tls) = acceptor.accept(tcp).await else {
+                            return;
+                        };
+                        match proto {
+                            Proto::Mqtt => serve(tls, conn, script, received, requests).await,
+                            Proto::Ws => {
+                                // binary WebSocket messages as a byte stream; the server may
+                                // send (and read) messages far over the DPS limit
+                                if let Ok((ws, _)) = dps_emulator::ws::accept(tls, 1 << 20).await {
+                                    serve(ws, conn, script, received, requests).await;
+                                }
+                            }
                         }
                     });
                 }
@@ -213,6 +276,7 @@ async fn serve<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
 ) {
     let mut inbound = BytesMut::new();
     let mut pkid = 0u16;
+    let mut regid = String::new();
     loop {
         let packet = loop {
             match Packet::read(&mut inbound, 1 << 20) {
@@ -242,6 +306,7 @@ async fn serve<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
                 _ => requests.fetch_add(1, Ordering::SeqCst),
             };
             script(&Request {
+                regid: regid.clone(),
                 conn,
                 nth,
                 kind,
@@ -249,10 +314,13 @@ async fn serve<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
             })
         };
         match packet {
-            Packet::Connect(_) => outs.push(Out::Packet(Packet::ConnAck(ConnAck {
-                session_present: false,
-                code: ConnectReturnCode::Success,
-            }))),
+            Packet::Connect(c) => {
+                regid = c.client_id.clone();
+                outs.push(Out::Packet(Packet::ConnAck(ConnAck {
+                    session_present: false,
+                    code: ConnectReturnCode::Success,
+                })))
+            }
             Packet::Subscribe(s) => {
                 outs.push(Out::Packet(Packet::SubAck(SubAck {
                     pkid: s.pkid,
@@ -312,14 +380,18 @@ async fn serve<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
 }
 
 fn run(
+    proto: Proto,
     regid: &str,
     script: impl Fn(&Request) -> Vec<Out> + Send + Sync + 'static,
 ) -> (Outcome, Server) {
     let pki = Pki::generate(&[regid]);
-    let server = Server::start(&pki, script);
+    let server = Server::start(&pki, proto, script);
     let d = pki.device(regid).unwrap();
     let device = Device {
-        protocol: Prov_Device_MQTT_Protocol,
+        protocol: match proto {
+            Proto::Mqtt => Prov_Device_MQTT_Protocol,
+            Proto::Ws => Prov_Device_MQTT_WS_Protocol,
+        },
         uri: format!("localhost:{}", server.addr.port()),
         registration_id: regid.into(),
         auth: Auth::X509 {
@@ -375,10 +447,9 @@ fn logged(regid: &str, needle: &str) -> bool {
     logs_for(regid).iter().any(|l| l.contains(needle))
 }
 
-#[test]
-fn malformed_reply_topics_are_ignored() {
-    let regid = "hostile-topics";
-    let (o, server) = run(regid, move |r| match r.kind {
+fn malformed_reply_topics_are_ignored(proto: Proto) {
+    let regid = &format!("hostile-topics-{}", proto.tag());
+    let (o, server) = run(proto, regid, move |r| match r.kind {
         Kind::Register => {
             let rid = &r.rid;
             let mut outs: Vec<Out> = [
@@ -400,9 +471,9 @@ fn malformed_reply_topics_are_ignored() {
                 ),
             ]
             .into_iter()
-            .map(|t| publish(t, assigned_body("evil-hub", regid)))
+            .map(|t| publish(t, assigned_body("evil-hub", &r.regid)))
             .collect();
-            outs.push(assigned(r, regid));
+            outs.push(assigned(r));
             outs
         }
         _ => vec![],
@@ -415,8 +486,7 @@ fn malformed_reply_topics_are_ignored() {
     assert_eq!(server.connections(), 1, "nothing worth a reconnect");
 }
 
-#[test]
-fn hostile_retry_after_values_become_one_second() {
+fn hostile_retry_after_values_become_one_second(proto: Proto) {
     for (i, value) in [
         "-5",
         "abc",
@@ -430,9 +500,8 @@ fn hostile_retry_after_values_become_one_second() {
     .into_iter()
     .enumerate()
     {
-        let regid = format!("hostile-retry-{i}");
-        let id = regid.clone();
-        let (o, _server) = run(&regid, move |r| match r.kind {
+        let regid = format!("hostile-retry-{i}-{}", proto.tag());
+        let (o, _server) = run(proto, &regid, move |r| match r.kind {
             Kind::Register => vec![publish(
                 format!(
                     "$dps/registrations/res/202/?retry-after={value}&$rid={}",
@@ -440,7 +509,7 @@ fn hostile_retry_after_values_become_one_second() {
                 ),
                 assigning_body(),
             )],
-            Kind::Poll => vec![assigned(r, &id)],
+            Kind::Poll => vec![assigned(r)],
             Kind::Subscribed => vec![],
         });
         assert_assigned(&o, &regid);
@@ -451,8 +520,8 @@ fn hostile_retry_after_values_become_one_second() {
         );
     }
     // A 429 with a huge retry-after is transient with 1 s, then the register is re-sent.
-    let regid = "hostile-retry-429";
-    let (o, server) = run(regid, move |r| match (r.kind, r.nth) {
+    let regid = &format!("hostile-retry-429-{}", proto.tag());
+    let (o, server) = run(proto, regid, move |r| match (r.kind, r.nth) {
         (Kind::Register, 0) => vec![publish(
             format!(
                 "$dps/registrations/res/429/?$rid={}&retry-after=4294967296",
@@ -460,7 +529,7 @@ fn hostile_retry_after_values_become_one_second() {
             ),
             b"\xff\xfe not json".to_vec(),
         )],
-        (Kind::Register, _) => vec![assigned(r, regid)],
+        (Kind::Register, _) => vec![assigned(r)],
         _ => vec![],
     });
     assert_assigned(&o, regid);
@@ -475,15 +544,14 @@ fn hostile_retry_after_values_become_one_second() {
     assert_eq!(registers, 2, "{:?}", server.received());
 }
 
-#[test]
-fn duplicate_unsolicited_and_stale_replies_are_ignored() {
-    let regid = "hostile-dupes";
-    let (o, server) = run(regid, move |r| match r.kind {
+fn duplicate_unsolicited_and_stale_replies_are_ignored(proto: Proto) {
+    let regid = &format!("hostile-dupes-{}", proto.tag());
+    let (o, server) = run(proto, regid, move |r| match r.kind {
         // before any request: a reply nobody asked for
         Kind::Subscribed => vec![
             publish(
                 "$dps/registrations/res/200/?$rid=77",
-                assigned_body("evil-hub", regid),
+                assigned_body("evil-hub", &r.regid),
             ),
             publish(
                 "$dps/registrations/res/202/?$rid=0&retry-after=3",
@@ -494,15 +562,15 @@ fn duplicate_unsolicited_and_stale_replies_are_ignored() {
             // wrong rids, a missing rid, then the genuine reply twice
             publish(
                 format!("$dps/registrations/res/200/?$rid={}0", r.rid),
-                assigned_body("evil-hub", regid),
+                assigned_body("evil-hub", &r.regid),
             ),
             publish(
                 format!("$dps/registrations/res/200/?$rid=+{}", r.rid),
-                assigned_body("evil-hub", regid),
+                assigned_body("evil-hub", &r.regid),
             ),
             publish(
                 "$dps/registrations/res/200/?retry-after=1",
-                assigned_body("evil-hub", regid),
+                assigned_body("evil-hub", &r.regid),
             ),
             assigning(r),
             assigning(r),
@@ -515,10 +583,10 @@ fn duplicate_unsolicited_and_stale_replies_are_ignored() {
                     "$dps/registrations/res/200/?$rid={}",
                     r.rid.parse::<u32>().unwrap() - 1
                 ),
-                assigned_body("evil-hub", regid),
+                assigned_body("evil-hub", &r.regid),
             ),
-            assigned(r, regid),
-            assigned(r, regid),
+            assigned(r),
+            assigned(r),
         ],
     });
     assert_assigned(&o, regid);
@@ -535,10 +603,9 @@ fn duplicate_unsolicited_and_stale_replies_are_ignored() {
     assert!(acks >= 9, "{:?}", server.received());
 }
 
-#[test]
-fn a_payload_that_is_not_utf8_takes_the_error_path_once() {
-    let regid = "hostile-utf8";
-    let (o, server) = run(regid, |r| match r.kind {
+fn a_payload_that_is_not_utf8_takes_the_error_path_once(proto: Proto) {
+    let regid = &format!("hostile-utf8-{}", proto.tag());
+    let (o, server) = run(proto, regid, |r| match r.kind {
         Kind::Register => vec![publish(
             format!("$dps/registrations/res/200/?$rid={}", r.rid),
             b"{\"status\":\"assigned\xff\xfe\"}".to_vec(),
@@ -550,12 +617,11 @@ fn a_payload_that_is_not_utf8_takes_the_error_path_once() {
     assert_eq!(server.connections(), 1, "not retried");
 }
 
-#[test]
-fn a_payload_with_a_nul_takes_the_error_path_once() {
-    let regid = "hostile-nul";
-    let (o, _server) = run(regid, move |r| match r.kind {
+fn a_payload_with_a_nul_takes_the_error_path_once(proto: Proto) {
+    let regid = &format!("hostile-nul-{}", proto.tag());
+    let (o, _server) = run(proto, regid, move |r| match r.kind {
         Kind::Register => {
-            let mut body = assigned_body(HUB, regid).into_bytes();
+            let mut body = assigned_body(HUB, &r.regid).into_bytes();
             body.insert(10, 0);
             vec![publish(
                 format!("$dps/registrations/res/200/?$rid={}", r.rid),
@@ -568,10 +634,9 @@ fn a_payload_with_a_nul_takes_the_error_path_once() {
     assert!(logged(regid, "NUL byte at offset 10"));
 }
 
-#[test]
-fn a_payload_that_is_not_json_reaches_the_parser_which_refuses_it() {
-    let regid = "hostile-notjson";
-    let (o, _server) = run(regid, |r| match r.kind {
+fn a_payload_that_is_not_json_reaches_the_parser_which_refuses_it(proto: Proto) {
+    let regid = &format!("hostile-notjson-{}", proto.tag());
+    let (o, _server) = run(proto, regid, |r| match r.kind {
         Kind::Register => vec![publish(
             format!("$dps/registrations/res/200/?$rid={}", r.rid),
             "<html>502 Bad Gateway</html>",
@@ -582,10 +647,9 @@ fn a_payload_that_is_not_json_reaches_the_parser_which_refuses_it() {
     assert!(logged(regid, "JSON parse callback returned NULL"));
 }
 
-#[test]
-fn an_error_status_with_a_hostile_body_is_a_clean_error() {
-    let regid = "hostile-errbody";
-    let (o, _server) = run(regid, |r| match r.kind {
+fn an_error_status_with_a_hostile_body_is_a_clean_error(proto: Proto) {
+    let regid = &format!("hostile-errbody-{}", proto.tag());
+    let (o, _server) = run(proto, regid, |r| match r.kind {
         Kind::Register => vec![publish(
             format!("$dps/registrations/res/401/?$rid={}", r.rid),
             r#"{"errorCode":"401002\n<script>","trackingId":{"x":[1,2]},"message":null}"#,
@@ -596,43 +660,45 @@ fn an_error_status_with_a_hostile_body_is_a_clean_error() {
     assert!(logged(regid, "DPS replied 401"), "{:?}", logs_for(regid));
 }
 
-#[test]
-fn a_packet_over_96_kb_is_refused_and_the_registration_recovers() {
-    let regid = "hostile-huge";
-    let (o, server) = run(regid, move |r| match (r.kind, r.conn) {
+fn a_packet_over_96_kb_is_refused_and_the_registration_recovers(proto: Proto) {
+    let regid = &format!("hostile-huge-{}", proto.tag());
+    let (o, server) = run(proto, regid, move |r| match (r.kind, r.conn) {
         (Kind::Register, 1) => {
-            let mut body = assigned_body("evil-hub", regid);
+            let mut body = assigned_body("evil-hub", &r.regid);
             body.push_str(&" ".repeat(96 * 1024));
             vec![publish(
                 format!("$dps/registrations/res/200/?$rid={}", r.rid),
                 body,
             )]
         }
-        (Kind::Register, _) => vec![assigned(r, regid)],
+        (Kind::Register, _) => vec![assigned(r)],
         _ => vec![],
     });
     assert_assigned(&o, regid);
     assert_eq!(server.connections(), 2, "reconnected after the refusal");
     assert!(
-        logs_for(regid).iter().any(|l| l.contains("96 KB")),
+        // over TLS the MQTT decoder refuses it from its header; over WSS the WebSocket layer
+        // refuses the message (its limit is the packet limit plus the frame header)
+        logs_for(regid)
+            .iter()
+            .any(|l| l.contains("96 KB") || l.contains("WebSocket message too large")),
         "{:?}",
         logs_for(regid)
     );
 }
 
-#[test]
-fn a_qos2_publish_is_ignored_and_not_acknowledged() {
-    let regid = "hostile-qos2";
-    let (o, server) = run(regid, move |r| match r.kind {
+fn a_qos2_publish_is_ignored_and_not_acknowledged(proto: Proto) {
+    let regid = &format!("hostile-qos2-{}", proto.tag());
+    let (o, server) = run(proto, regid, move |r| match r.kind {
         Kind::Register => vec![
             Out::Publish {
                 topic: format!("$dps/registrations/res/200/?$rid={}", r.rid),
-                payload: assigned_body("evil-hub", regid).into_bytes(),
+                payload: assigned_body("evil-hub", &r.regid).into_bytes(),
                 qos: QoS::ExactlyOnce,
             },
             Out::Publish {
                 topic: format!("$dps/registrations/res/200/?$rid={}", r.rid),
-                payload: assigned_body(HUB, regid).into_bytes(),
+                payload: assigned_body(HUB, &r.regid).into_bytes(),
                 qos: QoS::AtMostOnce,
             },
         ],
@@ -647,8 +713,7 @@ fn a_qos2_publish_is_ignored_and_not_acknowledged() {
     );
 }
 
-#[test]
-fn packets_a_server_must_not_send_and_garbage_bytes_are_survived() {
+fn packets_a_server_must_not_send_and_garbage_bytes_are_survived(proto: Proto) {
     // Each case breaks the first connection; the second answers properly.
     let cases: Vec<(&str, Out)> = vec![
         (
@@ -678,11 +743,10 @@ fn packets_a_server_must_not_send_and_garbage_bytes_are_survived() {
         ("a second CONNACK", Out::Raw(vec![0x20, 0x02, 0x00, 0x00])),
     ];
     for (i, (what, bad)) in cases.into_iter().enumerate() {
-        let regid = format!("hostile-packet-{i}");
-        let id = regid.clone();
-        let (o, server) = run(&regid, move |r| match (r.kind, r.conn) {
+        let regid = format!("hostile-packet-{i}-{}", proto.tag());
+        let (o, server) = run(proto, &regid, move |r| match (r.kind, r.conn) {
             (Kind::Register, 1) => vec![bad.clone()],
-            (Kind::Register, _) => vec![assigned(r, &id)],
+            (Kind::Register, _) => vec![assigned(r)],
             _ => vec![],
         });
         assert_assigned(&o, &regid);
@@ -690,24 +754,23 @@ fn packets_a_server_must_not_send_and_garbage_bytes_are_survived() {
     }
 }
 
-#[test]
-fn a_reply_then_a_close_mid_packet_is_survived() {
-    let regid = "hostile-truncated";
-    let (o, server) = run(regid, move |r| match (r.kind, r.conn) {
+fn a_reply_then_a_close_mid_packet_is_survived(proto: Proto) {
+    let regid = &format!("hostile-truncated-{}", proto.tag());
+    let (o, server) = run(proto, regid, move |r| match (r.kind, r.conn) {
         (Kind::Register, 1) => {
             // half a PUBLISH, then the connection ends
             let mut bytes = BytesMut::new();
             Packet::Publish(Publish::new(
                 format!("$dps/registrations/res/200/?$rid={}", r.rid),
                 QoS::AtMostOnce,
-                assigned_body("evil-hub", regid),
+                assigned_body("evil-hub", &r.regid),
             ))
             .write(&mut bytes, 1 << 20)
             .unwrap();
             bytes.truncate(bytes.len() / 2);
             vec![Out::Raw(bytes.to_vec()), Out::Close]
         }
-        (Kind::Register, _) => vec![assigned(r, regid)],
+        (Kind::Register, _) => vec![assigned(r)],
         _ => vec![],
     });
     assert_assigned(&o, regid);
