@@ -809,7 +809,11 @@ impl Session {
                 last: Box::new(error),
             });
         }
-        let delay = policy.delay(faults.attempts, self.rng.f64());
+        // The last attempt starts no later than the end of the time budget, so the error path
+        // comes at most one connection attempt after it, not a whole backoff (up to 30 s) later.
+        let delay = policy
+            .delay(faults.attempts, self.rng.f64())
+            .min(policy.max_time.saturating_sub(elapsed));
         info!(
             &self.context,
             "{error}; reconnecting in {:.2} s (attempt {} of {})",

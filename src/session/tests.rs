@@ -433,6 +433,35 @@ fn reply_timeouts_retry_until_the_budget_is_spent_then_fail_once() {
 }
 
 #[test]
+fn the_time_budget_is_not_overshot_by_a_backoff() {
+    let mut r = Rig::new(Auth::X509);
+    r.s.settings_mut().retry = RetryPolicy {
+        max_attempts: 100,
+        max_time: Duration::from_secs(10),
+        initial_delay: Duration::from_secs(4),
+        max_delay: Duration::from_secs(30),
+    };
+    let start = r.now;
+    let mut failed_at = None;
+    for _ in 0..400 {
+        r.advance(Duration::from_millis(100));
+        if r.net().contains(&NetAction::Connect) {
+            // Every attempt fails at once.
+            r.s.on_net(r.now, NetEvent::Down(Error::ConnectionLost("test".into())));
+        }
+        if r.callouts().contains(&Callout::Failed) {
+            failed_at.get_or_insert(r.now - start);
+        }
+    }
+    let failed_at = failed_at.expect("the error path");
+    // Backoffs 2-4, 4-8, 8-16 s: without the cap the third ends at up to 28 s.
+    assert!(
+        failed_at <= Duration::from_millis(10_200),
+        "gave up {failed_at:?} after the first fault, the budget is 10 s"
+    );
+}
+
+#[test]
 fn close_forgets_everything_and_drops_stale_answers() {
     let mut r = Rig::new(Auth::X509);
     r.connect();
