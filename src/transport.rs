@@ -8,7 +8,7 @@ use std::time::Instant;
 use rustls::{ClientConfig, RootCertStore};
 
 use crate::error::Error;
-use crate::net::{tls, ConnectSpec, Endpoint, Flavor, Link, Proxy};
+use crate::net::{tls, ConnectSpec, Endpoint, Flavor, Link, Proxy, TlsSetup};
 use crate::options::Setting;
 use crate::secret::Secret;
 use crate::session::{Auth, Callout, Outcome, Parsed, Session, Settings, Ticket};
@@ -232,7 +232,14 @@ impl Transport {
             return Err(Error::MissingClientCertificate);
         }
         let tls = match &self.tls_config {
-            Some(config) => config.clone(),
+            Some(config) => TlsSetup::Ready(config.clone()),
+            // the first read of the platform store happens on the I/O thread's blocking pool
+            None if self.trusted.is_none() && !tls::native_roots_loaded() => {
+                TlsSetup::PlatformRoots {
+                    identity: self.identity.clone(),
+                    min: self.min_version,
+                }
+            }
             None => {
                 let config = tls::client_config(
                     self.trusted.as_ref(),
@@ -240,7 +247,7 @@ impl Transport {
                     self.min_version,
                 )?;
                 self.tls_config = Some(config.clone());
-                config
+                TlsSetup::Ready(config)
             }
         };
         let spec = ConnectSpec {

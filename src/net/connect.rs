@@ -9,7 +9,7 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use super::io::{read_error, Io};
-use super::{ConnectSpec, Flavor, Proxy};
+use super::{tls, ConnectSpec, Flavor, Proxy, TlsSetup};
 use crate::dps::MAX_PACKET;
 use crate::error::Error;
 
@@ -20,21 +20,24 @@ pub const WS_SUBPROTOCOL: &str = "MQTT";
 /// Opens the secure channel; returns it with a line for the trace.
 pub async fn establish(spec: &ConnectSpec, flavor: Flavor) -> Result<(Io, String), Error> {
     let host = spec.endpoint.host.as_str();
-    let tcp = match &spec.proxy {
-        None => TcpStream::connect((host, spec.endpoint.port))
-            .await
-            .map_err(|e| Error::Connect {
-                target: spec.endpoint.to_string(),
-                why: e.to_string(),
-            })?,
-        Some(proxy) => through_proxy(proxy, host, spec.endpoint.port).await?,
+    let tcp = async {
+        match &spec.proxy {
+            None => TcpStream::connect((host, spec.endpoint.port))
+                .await
+                .map_err(|e| Error::Connect {
+                    target: spec.endpoint.to_string(),
+                    why: e.to_string(),
+                }),
+            Some(proxy) => through_proxy(proxy, host, spec.endpoint.port).await,
+        }
     };
+    let (tcp, config) = tokio::try_join!(tcp, tls_config(&spec.tls))?;
     let _ = tcp.set_nodelay(true);
     let name = ServerName::try_from(host.to_owned()).map_err(|e| Error::InvalidArgument {
         what: "uri",
         why: format!("{host:?} is not a valid host name: {e}"),
     })?;
-    let tls = TlsConnector::from(spec.tls.clone())
+    let tls = TlsConnector::from(config)
         .connect(name, tcp)
         .await
         .map_err(|e| match read_error(e, host) {
@@ -100,6 +103,18 @@ fn upgrade_error(e: tokio_tungstenite::tungstenite::Error, host: &str) -> Error 
             ))
         }
         other => Error::WebSocket(other.to_string()),
+    }
+}
+
+async fn tls_config(setup: &TlsSetup) -> Result<std::sync::Arc<rustls::ClientConfig>, Error> {
+    match setup {
+        TlsSetup::Ready(config) => Ok(config.clone()),
+        TlsSetup::PlatformRoots { identity, min } => {
+            let (identity, min) = (identity.clone(), *min);
+            tokio::task::spawn_blocking(move || tls::client_config(None, identity.as_ref(), min))
+                .await
+                .map_err(|e| Error::Internal(format!("loading the platform trust store: {e}")))?
+        }
     }
 }
 

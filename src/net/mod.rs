@@ -55,7 +55,19 @@ pub struct Proxy {
 pub struct ConnectSpec {
     pub endpoint: Endpoint,
     pub proxy: Option<Proxy>,
-    pub tls: Arc<rustls::ClientConfig>,
+    pub tls: TlsSetup,
+}
+
+/// The TLS client configuration of a connection attempt.
+#[derive(Debug, Clone)]
+pub enum TlsSetup {
+    Ready(Arc<rustls::ClientConfig>),
+    /// Built with the platform trust store on the I/O runtime's blocking pool, while TCP
+    /// connects: reading the store for the first time takes 5-50 ms, too long for `dowork`.
+    PlatformRoots {
+        identity: Option<tls::Identity>,
+        min: tls::MinVersion,
+    },
 }
 
 /// MQTT over TLS to `host:8883` (or the port in the URI), through the proxy when one is set.

@@ -99,6 +99,12 @@ static NATIVE_ROOTS: Lazy<Result<Arc<RootCertStore>, String>> = Lazy::new(|| {
     }
 });
 
+/// Whether the platform trust store has been read already (building a configuration with it
+/// is then cheap).
+pub fn native_roots_loaded() -> bool {
+    Lazy::get(&NATIVE_ROOTS).is_some()
+}
+
 /// The platform trust store, read on first use only.
 fn native_roots() -> Result<Arc<RootCertStore>, Error> {
     NATIVE_ROOTS.clone().map_err(Error::TrustStore)
