@@ -617,24 +617,43 @@ fn ws_silent_server_times_out_and_spends_the_budget() {
 }
 
 /// A relay on loopback: the n-th connection goes to `backends[n]` (the last one for the rest).
-/// TLS passes through untouched, so the device talks to each emulator end to end.
-fn relay(backends: Vec<std::net::SocketAddr>) -> u16 {
+/// TLS passes through untouched, so the device talks to each emulator end to end. A backend
+/// with `Some(after)` becomes a black hole that long after the connection: bytes are read and
+/// dropped both ways and no close is passed on, like a dead network path.
+fn relay(backends: Vec<(std::net::SocketAddr, Option<Duration>)>) -> u16 {
+    use std::io::{Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || {
         for (n, client) in listener.incoming().enumerate() {
             let Ok(client) = client else { return };
-            let Ok(server) = std::net::TcpStream::connect(backends[n.min(backends.len() - 1)])
-            else {
+            let (addr, black_hole) = backends[n.min(backends.len() - 1)];
+            let Ok(server) = std::net::TcpStream::connect(addr) else {
                 return;
             };
+            let until = black_hole.map(|d| Instant::now() + d);
+            let open = move || until.map_or(true, |t| Instant::now() < t);
             for (mut from, mut to) in [
                 (client.try_clone().unwrap(), server.try_clone().unwrap()),
                 (server, client),
             ] {
                 std::thread::spawn(move || {
-                    let _ = std::io::copy(&mut from, &mut to);
-                    let _ = to.shutdown(std::net::Shutdown::Both);
+                    let mut buf = [0u8; 16384];
+                    loop {
+                        let n = match from.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        if open() && to.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    if open() {
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    } else {
+                        // A dead path passes on no close: keep the other side open a while.
+                        std::thread::sleep(Duration::from_secs(30));
+                    }
                 });
             }
         }
@@ -664,7 +683,7 @@ fn silent_once(proto: Proto) {
         Proto::Mqtt => e.mqtt_addr(),
         Proto::Ws => e.ws_addr(),
     };
-    let port = relay(vec![addr(&silent), addr(&normal)]);
+    let port = relay(vec![(addr(&silent), None), (addr(&normal), None)]);
     let mut dev = device(&normal, proto, &regid, &[("reply_timeout_secs", 1)]);
     dev.uri = format!("localhost:{port}");
     let o = register(&dev, TIMEOUT);
@@ -701,6 +720,56 @@ fn mqtt_silent_once_then_recovers() {
 #[test]
 fn ws_silent_once_then_recovers() {
     silent_once(Proto::Ws);
+}
+
+/// The network path dies silently (no FIN, no RST) 300 ms into the first connection, after the
+/// register reply: the poll goes nowhere, the keep-alive PINGREQ (keep-alive 1 s) gets no PINGRESP,
+/// and the ping timeout reconnects long before the 5 s reply timeout; the poll is re-sent on the
+/// new connection and the registration completes.
+fn black_hole(proto: Proto) {
+    let regid = regid("black-hole", proto);
+    let emu = emulator(&regid, Scenario::default());
+    let addr = match proto {
+        Proto::Mqtt => emu.mqtt_addr(),
+        Proto::Ws => emu.ws_addr(),
+    };
+    let port = relay(vec![(addr, Some(Duration::from_millis(300))), (addr, None)]);
+    // `keepalive` is read as `const int*`: the same bits as this u32.
+    let mut dev = device(&emu, proto, &regid, &[("keepalive", 1)]);
+    dev.uri = format!("localhost:{port}");
+    let o = register(&dev, TIMEOUT);
+    assert_assigned(&o, &regid);
+    assert_eq!(emu.connections_accepted(), 2);
+    let logs = logs_for(&regid);
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("no PINGRESP within 1.0 s; reconnecting")),
+        "{logs:#?}"
+    );
+    assert!(!logs.iter().any(|l| l.contains("no reply to")), "{logs:#?}");
+    let polls = requests(&emu, POLL);
+    assert!(
+        polls.iter().all(|p| p.0 == 2) && !polls.is_empty(),
+        "the swallowed poll never arrived; it was re-sent on connection 2: {polls:?}"
+    );
+    assert!(o.elapsed < Duration::from_secs(6), "{:?}", o.elapsed);
+    row(
+        "network black hole 300 ms into the connection (keepalive=1)",
+        proto,
+        "assigned after a ping timeout + reconnect",
+        o.elapsed,
+        &emu,
+    );
+}
+
+#[test]
+fn mqtt_black_hole_is_detected_by_the_ping_timeout() {
+    black_hole(Proto::Mqtt);
+}
+
+#[test]
+fn ws_black_hole_is_detected_by_the_ping_timeout() {
+    black_hole(Proto::Ws);
 }
 
 /// No fault: the reference time (register, 202 with retry-after 1, one poll answered 202, a
