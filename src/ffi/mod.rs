@@ -8,12 +8,14 @@ mod boundary;
 mod callbacks;
 mod handle;
 mod provider;
+mod signals;
 pub mod types;
 
 pub use provider::{
     PROV_MQTT_Protocol, PROV_MQTT_WS_Protocol, Prov_Device_MQTT_Protocol,
     Prov_Device_MQTT_WS_Protocol,
 };
+pub use signals::block_sigpipe_on_this_thread;
 pub use types::*;
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ static RUNTIME: Lazy<Result<Handle, String>> = Lazy::new(|| {
         // name resolution runs on the blocking pool: keep it small and bounded
         .max_blocking_threads(2)
         .thread_name("prov-mqtt-io")
+        .on_thread_start(block_sigpipe)
         .enable_io()
         .enable_time()
         .build()
@@ -19,10 +20,23 @@ static RUNTIME: Lazy<Result<Handle, String>> = Lazy::new(|| {
     let handle = rt.handle().clone();
     std::thread::Builder::new()
         .name("prov-mqtt-io".into())
-        .spawn(move || rt.block_on(std::future::pending::<()>()))
+        .spawn(move || {
+            block_sigpipe();
+            rt.block_on(std::future::pending::<()>())
+        })
         .map_err(|e| e.to_string())?;
     Ok(handle)
 });
+
+/// A peer closing a socket must not kill the host process: see `ffi::block_sigpipe_on_this_thread`.
+fn block_sigpipe() {
+    if !crate::ffi::block_sigpipe_on_this_thread() {
+        crate::error!(
+            "",
+            "cannot block SIGPIPE on the I/O thread: a connection reset may stop the process"
+        );
+    }
+}
 
 /// The shared runtime, started on first use.
 pub fn handle() -> Result<Handle, Error> {
