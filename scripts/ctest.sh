@@ -27,6 +27,16 @@ cc -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror examples/c/prov_dev_
     $(pkg-config --cflags --libs prov_mqtt_transport) -o build/prov_dev_sample_pc
 echo "pkg-config prov_mqtt_transport $(pkg-config --modversion prov_mqtt_transport): OK"
 
+echo "== ctest/REQUIREMENTS.md names every C test, and every test it names exists"
+tests=$(grep -ohE '^TEST\([A-Za-z0-9_]+\)' ctest/*.c | sed 's/TEST(\(.*\))/\1/' | sort -u)
+named=$(grep -oE '`[A-Za-z0-9_]+`' ctest/REQUIREMENTS.md | tr -d '`' | sort -u)
+missing=$(comm -23 <(echo "$tests") <(echo "$named"))
+[ -z "$missing" ] || { echo "not in ctest/REQUIREMENTS.md: $missing" >&2; exit 1; }
+for t in $(grep -oE '`(ut|abi|robustness|PROV|SRS)_[A-Za-z0-9_]+`' ctest/REQUIREMENTS.md | tr -d '`' | sort -u); do
+    grep -qx "$t" <<<"$tests" || { echo "ctest/REQUIREMENTS.md names $t, which is not a test" >&2; exit 1; }
+done
+echo "$(wc -l <<<"$tests") C tests, all mapped"
+
 for mode in "${modes[@]}"; do
     case "$mode" in
     plain) flags=() ;;
