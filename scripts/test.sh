@@ -16,6 +16,9 @@ command -v tinyproxy >/dev/null || need_apt+=(tinyproxy)
 command -v cmake >/dev/null || need_apt+=(cmake)
 command -v pkg-config >/dev/null || need_apt+=(pkg-config)
 command -v valgrind >/dev/null || need_apt+=(valgrind)
+command -v openssl >/dev/null || need_apt+=(openssl)       # TLS 1.0/1.1-only servers
+command -v mosquitto >/dev/null || need_apt+=(mosquitto)   # MQTT-layer interop
+command -v ip >/dev/null || need_apt+=(iproute2)           # network namespaces
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "test: installing ${need_apt[*]}"
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
