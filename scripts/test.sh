@@ -25,6 +25,9 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 if command -v rustup >/dev/null; then rustup component add rustfmt clippy >/dev/null 2>&1 || true; fi
 
+# Everything the tests need is installed now: a test that would skip for lack of it fails instead.
+export PROV_TEST_REQUIRE_ALL=1
+
 echo "== format and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
