@@ -6,7 +6,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 command -v cargo >/dev/null || { echo "demo: cargo is needed (https://rustup.rs)" >&2; exit 1; }
-command -v cc >/dev/null || { echo "demo: a C compiler is needed (apt-get install gcc)" >&2; exit 1; }
+if ! command -v cc >/dev/null; then
+    echo "demo: installing gcc"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc >/dev/null \
+        || { echo "demo: a C compiler is needed (apt-get install gcc)" >&2; exit 1; }
+fi
 
 echo "== building the library and the emulator (release)"
 cargo build --release --quiet -p prov_mqtt_transport -p dps-emulator
