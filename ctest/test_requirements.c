@@ -26,6 +26,11 @@ static void set_u32(DEVICE* d, const char* name, uint32_t value) {
     d->table->prov_transport_set_option(d->handle, name, &value);
 }
 
+/* Starts a prepared device and runs it to its data callback: 1 if that was the error path. */
+static int ends_in_the_error_path(DEVICE* d) {
+    return device_start(d) == 0 && device_run(d, TIMEOUT) && d->result == PROV_DEVICE_TRANSPORT_RESULT_ERROR;
+}
+
 /* A loopback port with nothing listening on it. */
 static int closed_port(void) {
     int s = socket(AF_INET, SOCK_STREAM, 0);
@@ -300,9 +305,7 @@ static void req_x509(int ws) {
     device_init(&d, ws, emu_x509_id(n));
     d.credential = CRED_X509;
     d.x509_index = other;
-    CHECK_EQ_INT(device_start(&d), 0);
-    CHECK(device_run(&d, TIMEOUT));
-    CHECK_EQ_INT(d.result, PROV_DEVICE_TRANSPORT_RESULT_ERROR);
+    CHECK(ends_in_the_error_path(&d));
     CHECK_EQ_INT(d.error_count, 1);
     CHECK_EQ_INT(d.error, PROV_DEVICE_ERROR_KEY_UNAUTHORIZED);
     device_finish(&d);
@@ -546,9 +549,7 @@ TEST(SRS_NODE_PROVISIONING_MQTT_18_004_register_publish_failure_is_reported) {
     DEVICE d;
     device_init(&d, 0, "req-18-004");
     d.create_json_fail_at = 1;
-    CHECK_EQ_INT(device_start(&d), 0);
-    CHECK(device_run(&d, TIMEOUT));
-    CHECK_EQ_INT(d.result, PROV_DEVICE_TRANSPORT_RESULT_ERROR);
+    CHECK(ends_in_the_error_path(&d));
     device_idle(&d, 0.2);
     CHECK_EQ_INT(d.data_count, 1);
     device_finish(&d);
@@ -625,9 +626,7 @@ TEST(SRS_NODE_PROVISIONING_MQTT_18_013_register_success_returns_the_response) {
 TEST(SRS_NODE_PROVISIONING_MQTT_18_015_service_error_is_reported) {
     DEVICE d;
     device_init(&d, 0, "req-18-015");
-    CHECK_EQ_INT(device_start(&d), 0);
-    CHECK(device_run(&d, TIMEOUT));
-    CHECK_EQ_INT(d.result, PROV_DEVICE_TRANSPORT_RESULT_ERROR);
+    CHECK(ends_in_the_error_path(&d));
     CHECK(d.last_json != NULL && strstr(d.last_json, "400209") != NULL);
     device_finish(&d);
 }
@@ -637,9 +636,7 @@ TEST(SRS_NODE_PROVISIONING_MQTT_06_001_body_is_the_registration_request) {
     DEVICE d;
     device_init(&d, 0, "req-06-001");
     d.body_override = "{\"registrationId\":\"someone-else\"}";
-    CHECK_EQ_INT(device_start(&d), 0);
-    CHECK(device_run(&d, TIMEOUT));
-    CHECK_EQ_INT(d.result, PROV_DEVICE_TRANSPORT_RESULT_ERROR);
+    CHECK(ends_in_the_error_path(&d));
     CHECK(d.last_json != NULL && strstr(d.last_json, "400004") != NULL);
     device_finish(&d);
     device_init(&d, 0, "req-06-001");
@@ -689,9 +686,7 @@ TEST(SRS_NODE_PROVISIONING_MQTT_18_018_poll_publish_failure_is_reported) {
     DEVICE d;
     device_init(&d, 0, "req-18-018");
     d.create_json_fail_at = 2; /* the poll's body */
-    CHECK_EQ_INT(device_start(&d), 0);
-    CHECK(device_run(&d, TIMEOUT));
-    CHECK_EQ_INT(d.result, PROV_DEVICE_TRANSPORT_RESULT_ERROR);
+    CHECK(ends_in_the_error_path(&d));
     CHECK_EQ_INT(d.status[1], PROV_DEVICE_TRANSPORT_STATUS_ASSIGNING);
     device_finish(&d);
     char* conns = emu_connections("req-18-018", 1, 5);
@@ -722,9 +717,7 @@ TEST(SRS_NODE_PROVISIONING_MQTT_06_005_poll_retry_after_is_the_polling_interval)
 TEST(SRS_NODE_PROVISIONING_MQTT_18_026_poll_4xx_reply_fails_the_registration) {
     DEVICE d;
     device_init(&d, 0, "req-18-026");
-    CHECK_EQ_INT(device_start(&d), 0);
-    CHECK(device_run(&d, TIMEOUT));
-    CHECK_EQ_INT(d.result, PROV_DEVICE_TRANSPORT_RESULT_ERROR);
+    CHECK(ends_in_the_error_path(&d));
     CHECK_EQ_INT(d.poll_calls, 1);
     CHECK(d.last_json != NULL && strstr(d.last_json, "404002") != NULL);
     device_finish(&d);
@@ -755,9 +748,7 @@ TEST(SRS_NODE_PROVISIONING_MQTT_18_027_poll_success_returns_the_response) {
 TEST(SRS_NODE_PROVISIONING_MQTT_18_029_poll_service_error_is_reported) {
     DEVICE d;
     device_init(&d, 0, "req-18-029");
-    CHECK_EQ_INT(device_start(&d), 0);
-    CHECK(device_run(&d, TIMEOUT));
-    CHECK_EQ_INT(d.result, PROV_DEVICE_TRANSPORT_RESULT_ERROR);
+    CHECK(ends_in_the_error_path(&d));
     CHECK(d.last_json != NULL && strstr(d.last_json, "\"status\":\"disabled\"") != NULL);
     device_finish(&d);
 }
@@ -936,9 +927,7 @@ TEST(SRS_NODE_PROVISIONING_MQTT_18_040_first_dowork_connects) {
 TEST(SRS_NODE_PROVISIONING_MQTT_18_041_connect_refused_is_reported_and_not_retried) {
     DEVICE d;
     device_init(&d, 0, "req-18-041");
-    CHECK_EQ_INT(device_start(&d), 0);
-    CHECK(device_run(&d, TIMEOUT));
-    CHECK_EQ_INT(d.result, PROV_DEVICE_TRANSPORT_RESULT_ERROR);
+    CHECK(ends_in_the_error_path(&d));
     CHECK_EQ_INT(d.error_count, 1);
     CHECK_EQ_INT(d.error, PROV_DEVICE_ERROR_KEY_UNAUTHORIZED);
     device_idle(&d, 1.0);
@@ -961,9 +950,7 @@ TEST(SRS_NODE_PROVISIONING_MQTT_18_042_subscribes_to_the_response_topic) {
 TEST(SRS_NODE_PROVISIONING_MQTT_18_043_subscribe_failure_is_reported) {
     DEVICE d;
     device_init(&d, 0, "req-18-043");
-    CHECK_EQ_INT(device_start(&d), 0);
-    CHECK(device_run(&d, TIMEOUT));
-    CHECK_EQ_INT(d.result, PROV_DEVICE_TRANSPORT_RESULT_ERROR);
+    CHECK(ends_in_the_error_path(&d));
     CHECK_EQ_INT(d.register_calls <= 1, 1);
     device_finish(&d);
 }
@@ -999,9 +986,7 @@ TEST(SRS_NODE_PROVISIONING_MQTT_18_048_close_after_the_server_dropped_us_succeed
 TEST(SRS_NODE_PROVISIONING_MQTT_18_051_failed_subscribe_closes_the_connection) {
     DEVICE d;
     device_init(&d, 0, "req-18-051");
-    CHECK_EQ_INT(device_start(&d), 0);
-    CHECK(device_run(&d, TIMEOUT));
-    CHECK_EQ_INT(d.result, PROV_DEVICE_TRANSPORT_RESULT_ERROR);
+    CHECK(ends_in_the_error_path(&d));
     char* conns = emu_connections("req-18-051", 1, 5); /* closed by us, before close() */
     CHECK_EQ_INT(connection_count(conns), 1);
     CHECK_EQ_INT(count_of(conns, "iotdps-register"), 0);
