@@ -1,0 +1,572 @@
+//! Benchmark driver for `scripts/bench.sh` (not a test; prints JSON lines for benches/run.py).
+//!
+//! It drives the provider table through its C function pointers the way the SDK's LL client
+//! does (create, options, open, a `dowork` loop, register on CONNECTED, poll after ASSIGNING,
+//! close inside the data callback, destroy), for one device or for thousands on one thread.
+//!
+//! ```text
+//! bench setup  --ca FILE [--native] [--reps N] [--uri HOST]          open/first dowork -> TCP accept
+//! bench idle   --uri H:P --ca FILE --group-key K --scope S [--ms D] [--wait-go]
+//! bench fleet  --uri H:P --ca FILE --group-key K --scope S --n N [--ws]
+//! ```
+#![allow(clippy::missing_safety_doc)]
+
+use std::cell::RefCell;
+use std::ffi::{CStr, CString};
+use std::io::BufRead;
+use std::net::TcpListener;
+use std::os::raw::{c_char, c_uchar, c_void};
+use std::ptr;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use prov_mqtt_transport::ffi::*;
+
+const API_VERSION: &str = "2021-06-01";
+
+#[derive(Default)]
+struct Args {
+    mode: String,
+    uri: String,
+    ca: String,
+    group_key: String,
+    scope: String,
+    n: usize,
+    ms: u64,
+    reps: usize,
+    ws: bool,
+    native: bool,
+    wait_go: bool,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        scope: "0ne00000000".into(),
+        n: 1,
+        ms: 1000,
+        reps: 5,
+        ..Args::default()
+    };
+    let mut it = std::env::args().skip(1);
+    a.mode = it.next().unwrap_or_default();
+    while let Some(flag) = it.next() {
+        let mut val = || it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
+        match flag.as_str() {
+            "--uri" => a.uri = val(),
+            "--ca" => a.ca = std::fs::read_to_string(val()).expect("read --ca"),
+            "--group-key" => a.group_key = val(),
+            "--scope" => a.scope = val(),
+            "--n" => a.n = val().parse().expect("--n"),
+            "--ms" => a.ms = val().parse().expect("--ms"),
+            "--reps" => a.reps = val().parse().expect("--reps"),
+            "--ws" => a.ws = true,
+            "--native" => a.native = true,
+            "--wait-go" => a.wait_go = true,
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    a
+}
+
+fn c(s: &str) -> CString {
+    CString::new(s).unwrap()
+}
+
+fn strdup(s: &str) -> *mut c_char {
+    // SAFETY: strdup mallocs a copy; the transport frees it.
+    unsafe { libc::strdup(c(s).as_ptr()) }
+}
+
+fn table(ws: bool) -> &'static PROV_DEVICE_TRANSPORT_PROVIDER {
+    // SAFETY: the provider functions return a pointer to a static table.
+    unsafe {
+        &*if ws {
+            Prov_Device_MQTT_WS_Protocol()
+        } else {
+            Prov_Device_MQTT_Protocol()
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Next {
+    Register,
+    Poll,
+}
+
+/// One device as the LL client sees it.
+struct Dev {
+    regid: String,
+    key: String,
+    scope: String,
+    handle: PROV_DEVICE_TRANSPORT_HANDLE,
+    table: &'static PROV_DEVICE_TRANSPORT_PROVIDER,
+    next: RefCell<Option<(Next, Instant)>>,
+    has_op: RefCell<bool>,
+    assigning_seen: RefCell<bool>,
+    result: RefCell<Option<PROV_DEVICE_TRANSPORT_RESULT>>,
+    done_at: RefCell<Option<Instant>>,
+}
+
+fn dev<'a>(p: *mut c_void) -> &'a Dev {
+    // SAFETY: every callback gets the Dev pointer this driver passed, alive for the whole run.
+    unsafe { &*(p as *const Dev) }
+}
+
+unsafe extern "C" fn on_data(
+    result: PROV_DEVICE_TRANSPORT_RESULT,
+    _key: BUFFER_HANDLE,
+    _hub: *const c_char,
+    _device_id: *const c_char,
+    user: *mut c_void,
+) {
+    let d = dev(user);
+    *d.result.borrow_mut() = Some(result);
+    *d.done_at.borrow_mut() = Some(Instant::now());
+    *d.next.borrow_mut() = None;
+    // SAFETY: the handle is alive; the LL client closes from inside this callback.
+    unsafe { (d.table.prov_transport_close.unwrap())(d.handle) };
+}
+
+unsafe extern "C" fn on_status(
+    status: PROV_DEVICE_TRANSPORT_STATUS,
+    retry: u32,
+    user: *mut c_void,
+) {
+    use PROV_DEVICE_TRANSPORT_STATUS::*;
+    let d = dev(user);
+    let wait = Duration::from_secs(u64::from(retry));
+    let next = match status {
+        PROV_DEVICE_TRANSPORT_STATUS_CONNECTED => Some((Next::Register, Instant::now())),
+        PROV_DEVICE_TRANSPORT_STATUS_ASSIGNING | PROV_DEVICE_TRANSPORT_STATUS_UNASSIGNED => {
+            *d.has_op.borrow_mut() = true;
+            *d.assigning_seen.borrow_mut() = true;
+            Some((Next::Poll, Instant::now() + wait))
+        }
+        PROV_DEVICE_TRANSPORT_STATUS_TRANSIENT => {
+            let n = if *d.has_op.borrow() {
+                Next::Poll
+            } else {
+                Next::Register
+            };
+            Some((n, Instant::now() + wait))
+        }
+        _ => None,
+    };
+    *d.next.borrow_mut() = next;
+}
+
+unsafe extern "C" fn on_error(_error: PROV_DEVICE_TRANSPORT_ERROR, _user: *mut c_void) {}
+
+unsafe extern "C" fn on_challenge(
+    _nonce: *const c_uchar,
+    _nonce_len: usize,
+    _key_name: *const c_char,
+    user: *mut c_void,
+) -> *mut c_char {
+    let d = dev(user);
+    let expiry = dps_emulator::sas::now_unix() + 3600;
+    strdup(&dps_emulator::sas::token(
+        &d.scope, &d.regid, &d.key, expiry,
+    ))
+}
+
+unsafe extern "C" fn on_create_json(
+    _ek: *const c_char,
+    _srk: *const c_char,
+    user: *mut c_void,
+) -> *mut c_char {
+    strdup(&format!("{{\"registrationId\":\"{}\"}}", dev(user).regid))
+}
+
+unsafe extern "C" fn on_parse(json: *const c_char, _user: *mut c_void) -> *mut PROV_JSON_INFO {
+    use PROV_DEVICE_TRANSPORT_STATUS::*;
+    // SAFETY: the transport passes a NUL-terminated string.
+    let text = unsafe { CStr::from_ptr(json) }.to_string_lossy();
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
+        return ptr::null_mut();
+    };
+    let s = |x: Option<&serde_json::Value>| {
+        x.and_then(|x| x.as_str())
+            .map(strdup)
+            .unwrap_or(ptr::null_mut())
+    };
+    let state = v.get("registrationState");
+    let (status, op, hub, id) = match v.get("status").and_then(|x| x.as_str()) {
+        Some("assigning") => (
+            PROV_DEVICE_TRANSPORT_STATUS_ASSIGNING,
+            s(v.get("operationId")),
+            ptr::null_mut(),
+            ptr::null_mut(),
+        ),
+        Some("assigned") => (
+            PROV_DEVICE_TRANSPORT_STATUS_ASSIGNED,
+            ptr::null_mut(),
+            s(state.and_then(|x| x.get("assignedHub"))),
+            s(state.and_then(|x| x.get("deviceId"))),
+        ),
+        _ => return ptr::null_mut(),
+    };
+    // SAFETY: malloc of the record size; every field is written below.
+    unsafe {
+        let info = libc::malloc(std::mem::size_of::<PROV_JSON_INFO>()) as *mut PROV_JSON_INFO;
+        info.write(PROV_JSON_INFO {
+            prov_status: status,
+            operation_id: op,
+            authorization_key: ptr::null_mut(),
+            key_name: ptr::null_mut(),
+            iothub_uri: hub,
+            device_id: id,
+        });
+        info
+    }
+}
+
+/// create + trusted_cert + open; the first `dowork` starts the connection.
+fn open_device(a: &Args, regid: String, key: String) -> Box<Dev> {
+    let t = table(a.ws);
+    let mut d = Box::new(Dev {
+        regid,
+        key,
+        scope: a.scope.clone(),
+        handle: ptr::null_mut(),
+        table: t,
+        next: RefCell::new(None),
+        has_op: RefCell::new(false),
+        assigning_seen: RefCell::new(false),
+        result: RefCell::new(None),
+        done_at: RefCell::new(None),
+    });
+    let user = &mut *d as *mut Dev as *mut c_void;
+    let (uri, scope, api, regid) = (c(&a.uri), c(&a.scope), c(API_VERSION), c(&d.regid));
+    // SAFETY: valid strings and callbacks; `d` outlives the handle (destroyed before drop).
+    unsafe {
+        let h = (t.prov_transport_create.unwrap())(
+            uri.as_ptr(),
+            TRANSPORT_HSM_TYPE(2),
+            scope.as_ptr(),
+            api.as_ptr(),
+            Some(on_error),
+            user,
+        );
+        assert!(!h.is_null(), "create failed");
+        d.handle = h;
+        if !a.native {
+            let ca = c(&a.ca);
+            assert_eq!((t.prov_transport_trusted_cert.unwrap())(h, ca.as_ptr()), 0);
+        }
+        let rc = (t.prov_transport_open.unwrap())(
+            h,
+            regid.as_ptr(),
+            ptr::null_mut(),
+            ptr::null_mut(),
+            Some(on_data),
+            user,
+            Some(on_status),
+            user,
+            Some(on_challenge),
+            user,
+        );
+        assert_eq!(rc, 0, "open failed");
+    }
+    d
+}
+
+/// One LL-client step: dowork, then the request that is due.
+fn step(d: &Dev, now: Instant) {
+    // SAFETY: the handle is alive until destroy.
+    unsafe { (d.table.prov_transport_dowork.unwrap())(d.handle) };
+    let due = *d.next.borrow();
+    if let Some((next, at)) = due {
+        if now >= at {
+            *d.next.borrow_mut() = None;
+            // SAFETY: as above.
+            let rc = unsafe {
+                match next {
+                    Next::Register => (d.table.prov_transport_register.unwrap())(
+                        d.handle,
+                        Some(on_parse),
+                        Some(on_create_json),
+                        d as *const Dev as *mut c_void,
+                    ),
+                    Next::Poll => (d.table.prov_transport_get_op_status.unwrap())(d.handle),
+                }
+            };
+            assert_eq!(rc, 0, "{next:?} refused");
+        }
+    }
+}
+
+fn destroy(d: &Dev) {
+    // SAFETY: the handle is alive; destroy ends it.
+    unsafe {
+        (d.table.prov_transport_close.unwrap())(d.handle);
+        (d.table.prov_transport_destroy.unwrap())(d.handle);
+    }
+}
+
+fn device_key(a: &Args, regid: &str) -> String {
+    dps_emulator::sas::derive_device_key(&a.group_key, regid)
+}
+
+fn rusage() -> libc::rusage {
+    // SAFETY: getrusage fills the struct.
+    unsafe {
+        let mut r: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut r);
+        r
+    }
+}
+
+fn cpu_s(r: &libc::rusage) -> f64 {
+    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+    t(r.ru_utime) + t(r.ru_stime)
+}
+
+/// (threads, VmRSS kB) of this process.
+fn proc_status() -> (u64, u64) {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        s.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("Threads:"), field("VmRSS:"))
+}
+
+/// CPU seconds of this process's threads: (the calling thread, the I/O runtime's threads).
+fn thread_cpu() -> (f64, f64) {
+    // SAFETY: sysconf has no preconditions.
+    let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let me = std::process::id().to_string();
+    let (mut main, mut io) = (0.0, 0.0);
+    for entry in std::fs::read_dir("/proc/self/task")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let comm = &stat[open + 1..close];
+        let f: Vec<&str> = stat[close + 2..].split_whitespace().collect();
+        let t = (f[11].parse::<f64>().unwrap_or(0.0) + f[12].parse::<f64>().unwrap_or(0.0)) / tick;
+        if entry.file_name().to_string_lossy() == me {
+            main += t;
+        } else if comm.starts_with("prov-mqtt-io") {
+            io += t;
+        }
+    }
+    (main, io)
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// Time from `open` / the first `dowork` to the TCP accept on a local listener.
+fn setup(a: &Args) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = mpsc::channel::<Instant>();
+    std::thread::spawn(move || {
+        for s in listener.incoming() {
+            let _ = tx.send(Instant::now());
+            drop(s);
+        }
+    });
+    let a = Args {
+        uri: format!(
+            "{}:{port}",
+            if a.uri.is_empty() {
+                "localhost"
+            } else {
+                &a.uri
+            }
+        ),
+        ca: a.ca.clone(),
+        reps: a.reps,
+        native: a.native,
+        scope: a.scope.clone(),
+        ..Args::default()
+    };
+    for rep in 0..a.reps.max(1) {
+        let r0 = rusage();
+        let t0 = Instant::now();
+        let d = open_device(&a, format!("setup-{rep}"), "a2V5".into());
+        let opened = Instant::now();
+        // SAFETY: the handle is alive.
+        unsafe { (d.table.prov_transport_dowork.unwrap())(d.handle) };
+        let first_dowork_returned = Instant::now();
+        let accepted = rx.recv_timeout(Duration::from_secs(10)).expect("no accept");
+        // CPU of the whole process (caller's thread, I/O thread, resolver) from create to here
+        let cpu = cpu_s(&rusage()) - cpu_s(&r0);
+        println!(
+            "{{\"mode\":\"setup\",\"rep\":{rep},\"native\":{},\"cpu_ms\":{:.4},\"create_to_open_ms\":{:.4},\"dowork_ms\":{:.4},\"first_dowork_to_accept_ms\":{:.4},\"create_to_accept_ms\":{:.4}}}",
+            a.native,
+            cpu * 1e3,
+            ms(opened - t0),
+            ms(first_dowork_returned - opened),
+            ms(accepted - opened),
+            ms(accepted - t0)
+        );
+        destroy(&d);
+    }
+    if a.native {
+        // the platform store is read in the background: let it finish (for strace's file count)
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// `dowork` in a loop while a registration waits for its retry-after.
+fn idle(a: &Args) {
+    let d = open_device(a, "idle-dev".into(), device_key(a, "idle-dev"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !*d.assigning_seen.borrow() && Instant::now() < deadline {
+        step(&d, Instant::now());
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    assert!(*d.assigning_seen.borrow(), "no ASSIGNING status");
+    // SAFETY: gettid has no preconditions.
+    let tid = unsafe { libc::syscall(libc::SYS_gettid) };
+    println!("{{\"mode\":\"idle-ready\",\"tid\":{tid}}}");
+    if a.wait_go {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line).unwrap();
+    }
+    let dowork = d.table.prov_transport_dowork.unwrap();
+    let budget = Duration::from_millis(a.ms);
+    // markers for the syscall count: only the loop lies between the two getppid calls
+    // SAFETY: getppid has no preconditions.
+    unsafe { libc::getppid() };
+    let start = Instant::now();
+    let mut calls: u64 = 0;
+    loop {
+        for _ in 0..256 {
+            // SAFETY: the handle is alive.
+            unsafe { dowork(d.handle) };
+        }
+        calls += 256;
+        if start.elapsed() >= budget {
+            break;
+        }
+    }
+    let elapsed = start.elapsed();
+    // SAFETY: as above.
+    unsafe { libc::getppid() };
+    let still_waiting = d.result.borrow().is_none();
+    println!(
+        "{{\"mode\":\"idle\",\"calls\":{calls},\"ns_per_call\":{:.1},\"still_waiting\":{still_waiting}}}",
+        elapsed.as_nanos() as f64 / calls as f64
+    );
+    // finish the registration
+    while d.result.borrow().is_none() && Instant::now() < deadline {
+        step(&d, Instant::now());
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    destroy(&d);
+}
+
+/// N concurrent registrations on one thread, against one emulator.
+fn fleet(a: &Args) {
+    // SAFETY: setrlimit with a valid struct.
+    unsafe {
+        let mut lim: libc::rlimit = std::mem::zeroed();
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+        lim.rlim_cur = lim.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+    }
+    let r0 = rusage();
+    let (threads0, rss0) = proc_status();
+    let t0 = Instant::now();
+    let devices: Vec<Box<Dev>> = (0..a.n)
+        .map(|i| {
+            let regid = format!("fleet-{i}");
+            let key = device_key(a, &regid);
+            open_device(a, regid, key)
+        })
+        .collect();
+    let opened = Instant::now();
+    let mut max_threads = threads0;
+    let mut max_rss = rss0;
+    let mut remaining = devices.len();
+    let deadline = t0 + Duration::from_secs(600);
+    let mut sweeps = 0u64;
+    while remaining > 0 && Instant::now() < deadline {
+        let sweep = Instant::now();
+        remaining = 0;
+        for d in &devices {
+            if d.result.borrow().is_none() {
+                step(d, sweep);
+                remaining += usize::from(d.result.borrow().is_none());
+            }
+        }
+        sweeps += 1;
+        if sweeps % 16 == 0 {
+            let (t, r) = proc_status();
+            max_threads = max_threads.max(t);
+            max_rss = max_rss.max(r);
+        }
+        let took = sweep.elapsed();
+        if took < Duration::from_millis(1) {
+            std::thread::sleep(Duration::from_millis(1) - took);
+        }
+    }
+    let total = t0.elapsed();
+    let (t, r) = proc_status();
+    max_threads = max_threads.max(t);
+    max_rss = max_rss.max(r);
+    let r1 = rusage();
+    let ok = devices
+        .iter()
+        .filter(|d| {
+            *d.result.borrow()
+                == Some(PROV_DEVICE_TRANSPORT_RESULT::PROV_DEVICE_TRANSPORT_RESULT_OK)
+        })
+        .count();
+    let mut done_ms: Vec<f64> = devices
+        .iter()
+        .filter_map(|d| d.done_at.borrow().map(|x| ms(x - t0)))
+        .collect();
+    done_ms.sort_by(|x, y| x.partial_cmp(y).unwrap());
+    let pct = |p: f64| {
+        done_ms
+            .get(((done_ms.len() as f64 - 1.0) * p).round() as usize)
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
+    let (main_cpu, io_cpu) = thread_cpu();
+    for d in &devices {
+        destroy(d);
+    }
+    println!(
+        "{{\"mode\":\"fleet\",\"n\":{},\"ws\":{},\"ok\":{ok},\"main_cpu_s\":{main_cpu:.2},\"io_cpu_s\":{io_cpu:.2},\"total_s\":{:.3},\"open_all_ms\":{:.1},\"done_p50_ms\":{:.1},\"done_p99_ms\":{:.1},\"cpu_s\":{:.3},\"rss0_kb\":{rss0},\"max_rss_kb\":{},\"vm_hwm_kb\":{},\"threads0\":{threads0},\"max_threads\":{max_threads}}}",
+        a.n,
+        a.ws,
+        total.as_secs_f64(),
+        ms(opened - t0),
+        pct(0.5),
+        pct(0.99),
+        cpu_s(&r1) - cpu_s(&r0),
+        max_rss,
+        r1.ru_maxrss,
+    );
+}
+
+fn main() {
+    let a = args();
+    match a.mode.as_str() {
+        "setup" => setup(&a),
+        "idle" => idle(&a),
+        "fleet" => fleet(&a),
+        other => {
+            eprintln!("usage: bench setup|idle|fleet ... (got {other:?})");
+            std::process::exit(2);
+        }
+    }
+}

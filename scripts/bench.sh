@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Benchmarks (issue 6): round trips, registration time under real latency, set-up cost, idle
+# dowork cost, fleet scale and footprint, side by side with the real Python (azure-iot-device)
+# and Node (azure-iot-provisioning-device-mqtt) DPS clients. Writes BENCHMARKS.md and PNG plots
+# in docs/bench/. Prints figures; never fails because something is slow.
+#
+#   scripts/bench.sh            full run (~15 min on 2 cores)
+#   scripts/bench.sh --smoke    debug builds, tiny counts (< 2 min once built), output under
+#                               $CARGO_TARGET_DIR/bench-smoke/ (leaves BENCHMARKS.md alone):
+#                               proves the bench still runs (CI)
+#
+# Needs root (network namespaces, TUN devices, strace), cargo, cc, python3 (venv), node/npm.
+# Installs what is missing: iproute2 and strace (apt), matplotlib into benches/.venv, the peer
+# SDKs as dps-emulator/fidelity/run.sh does (fidelity/.venv, fidelity/node/node_modules).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+SMOKE=
+case "${1:-}" in
+  --smoke) SMOKE=--smoke ;;
+  "") ;;
+  *) echo "usage: scripts/bench.sh [--smoke]" >&2; exit 2 ;;
+esac
+[ "$(id -u)" = 0 ] || { echo "bench: needs root (network namespaces, TUN devices, strace)" >&2; exit 1; }
+
+# --- tools --------------------------------------------------------------------------------------
+missing=()
+command -v ip >/dev/null || missing+=(iproute2)
+command -v strace >/dev/null || missing+=(strace)
+[ -x /usr/bin/time ] || missing+=(time)
+python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "== installing ${missing[*]}"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+[ -e /dev/net/tun ] || { mkdir -p /dev/net && mknod /dev/net/tun c 10 200; }
+
+VENV=benches/.venv
+if ! "$VENV/bin/python" -c 'import matplotlib' 2>/dev/null; then
+  echo "== installing matplotlib into $VENV"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check -r benches/requirements.txt
+fi
+FID=dps-emulator/fidelity
+if ! "$FID/.venv/bin/python" -c 'import azure.iot.device' 2>/dev/null; then
+  echo "== installing azure-iot-device into $FID/.venv"
+  python3 -m venv "$FID/.venv"
+  "$FID/.venv/bin/pip" install --quiet --disable-pip-version-check -r "$FID/requirements.txt"
+fi
+if [ ! -d "$FID/node/node_modules/azure-iot-provisioning-device-mqtt" ]; then
+  echo "== installing the Node provisioning SDK into $FID/node/node_modules"
+  (cd "$FID/node" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+fi
+
+# --- builds -------------------------------------------------------------------------------------
+TD=${CARGO_TARGET_DIR:-$ROOT/target}
+if [ -n "$SMOKE" ]; then
+  # debug builds (what scripts/test.sh builds anyway): the smoke run proves the bench runs, its
+  # figures are not quoted
+  echo "== building the emulator, the bench driver and the library (debug)"
+  cargo build --quiet -p dps-emulator
+  cargo build --quiet -p prov_mqtt_transport --lib --example bench
+  BIN=$TD/debug
+  SO=$TD/debug/libprov_mqtt_transport.so
+  OUT=$TD/bench-smoke
+else
+  echo "== building the emulator and the bench driver (release)"
+  cargo build --release --quiet -p dps-emulator
+  cargo build --release --quiet -p prov_mqtt_transport --example bench
+  echo "== building the shipped library: fat LTO, stripped"
+  # a target dir of its own, so this build and the ordinary release build do not overwrite each other
+  cargo rustc --quiet --release --lib -p prov_mqtt_transport --crate-type cdylib,staticlib \
+    --config 'profile.release.lto="fat"' --target-dir "$TD/bench-lto"
+  BIN=$TD/release
+  SO=$TD/bench-lto/release/libprov_mqtt_transport.so
+  OUT=$TD/bench-out
+fi
+mkdir -p "$OUT/lib"
+cp "$SO" "$OUT/lib/libprov_mqtt_transport.so"
+[ -n "$SMOKE" ] || strip "$OUT/lib/libprov_mqtt_transport.so"
+ln -sf libprov_mqtt_transport.so "$OUT/lib/libprov_mqtt_transport.so.0"
+cc -std=c11 -D_POSIX_C_SOURCE=200809L -O2 -Wall -Wextra -Werror -Iinclude examples/c/prov_dev_sample.c \
+  -L"$OUT/lib" -lprov_mqtt_transport -Wl,-rpath,"$OUT/lib" -rdynamic -o "$OUT/prov_dev_sample"
+
+# --- run ----------------------------------------------------------------------------------------
+if [ -n "$SMOKE" ]; then
+  REPORT=$OUT/BENCHMARKS.md
+  PLOTS=$OUT/plots
+  SIZE=()
+else
+  REPORT=$ROOT/BENCHMARKS.md
+  PLOTS=$ROOT/docs/bench
+  SIZE=(--so "$OUT/lib/libprov_mqtt_transport.so")
+fi
+echo "== running the benchmarks${SMOKE:+ (smoke)}"
+"$VENV/bin/python" benches/run.py $SMOKE \
+  --emu "$BIN/dps-emulator" --bench "$BIN/examples/bench" --cdriver "$OUT/prov_dev_sample" "${SIZE[@]}" \
+  --py "$ROOT/$FID/.venv/bin/python" --node-modules "$ROOT/$FID/node/node_modules" \
+  --out "$REPORT" --plots "$PLOTS" --json "$OUT/results.json"
+echo "== wrote $REPORT"
