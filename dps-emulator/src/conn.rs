@@ -1,6 +1,7 @@
 //! One device connection: the MQTT 3.1.1 session over any byte stream (TLS or WebSocket).
 //!
-//! The loop is sequential: read a packet, answer it, read the next. Every way a connection ends
+//! The loop is sequential: read a packet, answer it, read the next (answers held by the
+//! scenario's `latency_ms` wait in a queue meanwhile). Every way a connection ends
 //! is one log line saying why; nothing a client sends can make the task panic.
 
 use crate::dps::{self, Request};
@@ -15,7 +16,7 @@ use rumqttc::mqttbytes::v4::{
 };
 use rumqttc::mqttbytes::{self, QoS};
 use rustls::pki_types::CertificateDer;
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -49,6 +50,16 @@ struct Conn<S> {
     last_rx: Instant,
     next_pkid: u16,
     inflight: HashSet<u16>,
+    /// Packets the scenario's `latency_ms` holds back, in send order.
+    pending: VecDeque<Delayed>,
+}
+
+/// An encoded packet waiting for its due time.
+struct Delayed {
+    due: Instant,
+    bytes: BytesMut,
+    name: &'static str,
+    topic: Option<String>,
 }
 
 /// Runs the session until it ends, then logs why and closes the stream.
@@ -72,11 +83,14 @@ pub(crate) async fn run<S: AsyncRead + AsyncWrite + Unpin>(
         last_rx,
         next_pkid: 0,
         inflight: HashSet::new(),
+        pending: VecDeque::new(),
     };
     let why = match c.session().await {
         Ok(why) => why,
         Err(why) => why,
     };
+    // what latency_ms still holds goes out, as it would on a slow link before the close
+    let _ = c.flush(true).await;
     c.log(format!("closed: {why}"));
     let _ = tokio::time::timeout(Duration::from_secs(1), c.io.shutdown()).await;
 }
@@ -199,13 +213,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 (Some((d, why)), None) => (Some(*d), why.clone()),
                 (None, None) => (None, String::new()),
             };
+            // packets held by latency_ms that are due go out first; the read gives way to the next
+            self.flush(false).await?;
+            let next_due = self.pending.front().map(|p| p.due);
             self.buf.reserve(8192);
-            let read = self.io.read_buf(&mut self.buf);
-            let n = match limit {
-                Some(l) => tokio::time::timeout_at(l, read).await.map_err(|_| why)?,
-                None => read.await,
-            }
-            .map_err(|e| format!("read failed: {e}"))?;
+            let read = async {
+                let read = self.io.read_buf(&mut self.buf);
+                match limit {
+                    Some(l) => tokio::time::timeout_at(l, read).await.map_err(|_| why)?,
+                    None => read.await,
+                }
+                .map_err(|e| format!("read failed: {e}"))
+            };
+            let n = match next_due {
+                None => Some(read.await?),
+                Some(due) => tokio::select! {
+                    n = read => Some(n?),
+                    () = tokio::time::sleep_until(due) => None,
+                },
+            };
+            let Some(n) = n else { continue };
             if n == 0 {
                 return if self.buf.is_empty() {
                     Ok(None)
@@ -216,6 +243,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         }
     }
 
+    /// Sends `p`. The scenario's `delay_ms` holds the connection: it sleeps, then sends, and
+    /// reads nothing meanwhile. Its `latency_ms` holds only the packet: it waits in a queue
+    /// while the connection keeps reading and answering, like a packet on a slow link, so a
+    /// client that pipelines its requests is not made to look as if it had waited.
     async fn send(&mut self, p: Packet) -> Result<(), String> {
         if self.scenario.delay_ms > 0 {
             tokio::time::sleep(Duration::from_millis(self.scenario.delay_ms)).await;
@@ -224,18 +255,45 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         p.write(&mut out, MAX_PACKET)
             .map_err(|e| format!("cannot encode {}: {e}", packet_name(&p)))?;
         let topic = match &p {
-            Packet::Publish(p) => Some(p.topic.as_str()),
+            Packet::Publish(p) => Some(p.topic.clone()),
             _ => None,
         };
-        self.rec.push("out", packet_name(&p), topic, out.len());
-        let write = async {
-            self.io.write_all(&out).await?;
-            self.io.flush().await
-        };
-        tokio::time::timeout(self.shared.cfg.connect_timeout, write)
-            .await
-            .map_err(|_| "client does not read (write timed out)".to_string())?
-            .map_err(|e| format!("write failed: {e}"))
+        self.pending.push_back(Delayed {
+            due: Instant::now() + Duration::from_millis(self.scenario.latency_ms),
+            bytes: out,
+            name: packet_name(&p),
+            topic,
+        });
+        if self.scenario.latency_ms == 0 {
+            self.flush(false).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes the queued packets that are due; with `all`, waits for and writes every one.
+    async fn flush(&mut self, all: bool) -> Result<(), String> {
+        while let Some(first) = self.pending.front() {
+            if first.due > Instant::now() {
+                if !all {
+                    return Ok(());
+                }
+                tokio::time::sleep_until(first.due).await;
+            }
+            let Some(p) = self.pending.pop_front() else {
+                break;
+            };
+            self.rec
+                .push("out", p.name, p.topic.as_deref(), p.bytes.len());
+            let write = async {
+                self.io.write_all(&p.bytes).await?;
+                self.io.flush().await
+            };
+            tokio::time::timeout(self.shared.cfg.connect_timeout, write)
+                .await
+                .map_err(|_| "client does not read (write timed out)".to_string())?
+                .map_err(|e| format!("write failed: {e}"))?;
+        }
+        Ok(())
     }
 
     /// The whole session; the string says why it ended.

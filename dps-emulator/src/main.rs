@@ -128,9 +128,13 @@ struct ScenarioFlags {
     /// With --drop-after: drop every time.
     #[arg(long)]
     drop_always: bool,
-    /// Delay every packet sent by this many milliseconds.
+    /// Delay every packet sent by this many milliseconds (the connection waits too).
     #[arg(long)]
     delay_ms: Option<u64>,
+    /// Delay every packet sent by this many milliseconds like a slow link (queued; the
+    /// connection keeps reading and answering).
+    #[arg(long)]
+    latency_ms: Option<u64>,
     /// Never answer register or poll requests.
     #[arg(long)]
     never_reply: bool,
@@ -267,6 +271,9 @@ fn build_config(s: Serve) -> std::io::Result<(Config, Option<tempfile::TempDir>)
     }
     if let Some(v) = f.delay_ms {
         d.delay_ms = v;
+    }
+    if let Some(v) = f.latency_ms {
+        d.latency_ms = v;
     }
     d.never_reply |= f.never_reply;
     d.reordered_query |= f.reordered_query;

@@ -128,7 +128,12 @@ pub struct Scenario {
     /// Close the connection when a stage is reached, without answering.
     pub drop_after: Option<DropAfter>,
     /// Delay every packet the emulator sends on this registration's connections by this many ms.
+    /// The connection waits too: it reads the next packet only after the delayed one is sent.
     pub delay_ms: u64,
+    /// Delay every packet the emulator sends by this many ms like a slow link does: the packet
+    /// waits in a queue while the connection keeps reading and answering, so replies to
+    /// pipelined requests overlap (round trips can be counted from the timeline).
+    pub latency_ms: u64,
     /// Answer CONNECT and SUBSCRIBE but never a register or poll request.
     pub never_reply: bool,
     /// Put `retry-after` before `$rid` in reply topics (`?retry-after=3&$rid=1`).
@@ -151,6 +156,7 @@ impl Default for Scenario {
             suback_fail: false,
             drop_after: None,
             delay_ms: 0,
+            latency_ms: 0,
             never_reply: false,
             reordered_query: false,
             assigned_hub: "emulated-hub.azure-devices.net".to_string(),
@@ -180,7 +186,7 @@ mod tests {
                 "final_status":{"failed":{"error_code":400209,"message":"x"}},
                 "connack_refuse":5,"suback_fail":true,
                 "drop_after":{"stage":"subscribe","always":true},
-                "delay_ms":10,"never_reply":true,"reordered_query":true,
+                "delay_ms":10,"latency_ms":20,"never_reply":true,"reordered_query":true,
                 "assigned_hub":"h","device_id":"d"}"#,
         )
         .unwrap();

@@ -468,3 +468,41 @@ async fn scenarios_apply_per_registration_id() {
     assert_eq!(statuses(&r), vec![202, 200]);
     assert_eq!(r[1].body["status"], "assigned");
 }
+
+/// CONNECT and SUBSCRIBE sent back to back: with `latency_ms` both answers travel together
+/// (one latency); with `delay_ms` the connection waits for each (two).
+async fn pipelined_connect_subscribe(sc: Scenario) -> Duration {
+    use rumqttc::mqttbytes::v4::{Packet, Subscribe};
+    let (emu, pki) = with(sc);
+    let mut c = Client::open(Transport::Tls, &emu, &pki, None)
+        .await
+        .unwrap();
+    let t = Instant::now();
+    let connect = Client::connect_packet("sym1", Some(&sas_for("sym1", KEY)));
+    let mut s = Subscribe::new("$dps/registrations/res/#", QoS::AtLeastOnce);
+    s.pkid = 1;
+    c.send(Packet::Connect(connect)).await.unwrap();
+    c.send(Packet::Subscribe(s)).await.unwrap();
+    assert!(matches!(c.recv(WAIT).await.unwrap(), Packet::ConnAck(_)));
+    assert!(matches!(c.recv(WAIT).await.unwrap(), Packet::SubAck(_)));
+    t.elapsed()
+}
+
+#[tokio::test]
+async fn latency_lets_pipelined_answers_overlap() {
+    let both = pipelined_connect_subscribe(Scenario {
+        latency_ms: 300,
+        ..Scenario::default()
+    })
+    .await;
+    assert!(
+        both >= Duration::from_millis(290) && both < Duration::from_millis(550),
+        "{both:?}"
+    );
+    let both = pipelined_connect_subscribe(Scenario {
+        delay_ms: 300,
+        ..Scenario::default()
+    })
+    .await;
+    assert!(both >= Duration::from_millis(590), "{both:?}");
+}
