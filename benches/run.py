@@ -680,7 +680,10 @@ def report(res, a, made):
           "wait for CONNACK before they SUBSCRIBE (SUBSCRIBE arrives one RTT after CONNECT): 4 for Node "
           "on MQTT, as the issue says of the SDK's C transport. Python needs one more because "
           "`azure-iot-device` negotiates TLS 1.2 (two handshake round trips; the emulator logs "
-          "`TLSv1_2` for it, `TLSv1_3` for us and Node).")
+          "`TLSv1_2` for it, `TLSv1_3` for us and Node). Node over WSS sometimes needs one more "
+          "before CONNECT (4 here, 3 in an earlier run): MQTT.js over `ws` writes CONNECT as a dozen "
+          "tiny WebSocket frames, and Nagle holds the tail until the first ones are acknowledged "
+          "(seen in a packet trace of `benches/delaynet.py` with `DELAYNET_LOG=FILE`).")
         if "round-trips.png" in made:
             w("")
             w(f"![round trips]({rel}/round-trips.png)")
