@@ -48,6 +48,10 @@ def teardown():
             os.unlink(f)
         except FileNotFoundError:
             pass
+    try:
+        os.rmdir(f"/etc/netns/{NS_C}")
+    except OSError:
+        pass
 
 
 def setup():

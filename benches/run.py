@@ -19,6 +19,7 @@ import os
 import platform
 import re
 import resource
+import shutil
 import signal
 import statistics
 import subprocess
@@ -919,6 +920,10 @@ def main():
     if a.json:
         with open(a.json, "w") as f:
             json.dump(res, f, indent=1, default=str)
+    if os.environ.get("BENCH_KEEP"):
+        log(f"kept the certificates, timelines and emulator logs in {ctx.work}")
+    else:
+        shutil.rmtree(ctx.work, ignore_errors=True)
     log(f"wrote {a.out} and {len(made)} plots in {a.plots}")
 
 

@@ -4,13 +4,14 @@
 # and Node (azure-iot-provisioning-device-mqtt) DPS clients. Writes BENCHMARKS.md and PNG plots
 # in docs/bench/. Prints figures; never fails because something is slow.
 #
-#   scripts/bench.sh            full run (~15 min on 2 cores)
+#   scripts/bench.sh            full run (~7 min on 2 cores once built)
 #   scripts/bench.sh --smoke    debug builds, tiny counts (< 2 min once built), output under
 #                               $CARGO_TARGET_DIR/bench-smoke/ (leaves BENCHMARKS.md alone):
 #                               proves the bench still runs (CI)
+#   BENCH_KEEP=1 scripts/bench.sh   keeps the work directory (certificates, timelines, emulator log)
 #
 # Needs root (network namespaces, TUN devices, strace), cargo, cc, python3 (venv), node/npm.
-# Installs what is missing: iproute2 and strace (apt), matplotlib into benches/.venv, the peer
+# Installs what is missing: iproute2, strace and GNU time (apt), matplotlib into benches/.venv, the peer
 # SDKs as dps-emulator/fidelity/run.sh does (fidelity/.venv, fidelity/node/node_modules).
 set -euo pipefail
 cd "$(dirname "$0")/.."
