@@ -847,7 +847,7 @@ def report(res, a, made):
     w("## Reproduce")
     w("")
     w("    scripts/bench.sh           # as root; ~7 min once built; writes BENCHMARKS.md and docs/bench/*.png")
-    w("    scripts/bench.sh --smoke   # debug builds, tiny counts, < 1 min once built (CI)")
+    w("    scripts/bench.sh --smoke   # debug builds, tiny counts, about 70 s once built (CI)")
     w("")
     w("The raw results go to `$CARGO_TARGET_DIR/bench-out/results.json`; `benches/run.py --from-json "
       "FILE` renders the report again from them.")
