@@ -47,3 +47,6 @@ scripts/ctest.sh plain valgrind asan
 
 echo "== the real Python and Node DPS clients against the emulator"
 dps-emulator/fidelity/run.sh
+
+echo "== bench smoke run (tiny counts: proves the bench runs; figures are not asserted)"
+scripts/bench.sh --smoke
