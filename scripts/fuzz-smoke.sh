@@ -33,6 +33,6 @@ for t in "${targets[@]}"; do
         echo "fuzz-smoke: $t FAILED (reproducer in fuzz/artifacts/$t/)"
         exit 1
     fi
-    grep -E '^#[0-9]+ +DONE' "$scratch/$t.log" || tail -n 3 "$scratch/$t.log"
+    grep -E '^#[0-9]+[[:space:]]+DONE' "$scratch/$t.log" || tail -n 3 "$scratch/$t.log"
 done
 echo "fuzz-smoke: ${#targets[@]} targets, no finding"
