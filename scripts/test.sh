@@ -45,8 +45,14 @@ cargo test --workspace
 echo "== the C harness: CMake package, pkg-config, ctest (plain, valgrind, ASan+UBSan)"
 scripts/ctest.sh plain valgrind asan
 
+echo "== 1,000 create/open/register/close/destroy cycles: RSS, fds and threads stay flat"
+scripts/cycles.sh
+
 echo "== the real Python and Node DPS clients against the emulator"
 dps-emulator/fidelity/run.sh
+
+echo "== fuzz smoke run (every cargo-fuzz target briefly; the 10-minute runs are in the notes)"
+FUZZ_SECONDS=10 scripts/fuzz-smoke.sh
 
 echo "== bench smoke run (tiny counts: proves the bench runs; figures are not asserted)"
 scripts/bench.sh --smoke
