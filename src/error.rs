@@ -146,7 +146,7 @@ impl fmt::Display for Error {
                 last,
             } => write!(
                 f,
-                "giving up after {attempts} connection attempts over {:.1} s; last error: {last}",
+                "giving up after {attempts} retries over {:.1} s; last error: {last}",
                 elapsed.as_secs_f64()
             ),
             Error::Internal(why) => write!(f, "internal error: {why}"),

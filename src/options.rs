@@ -43,12 +43,12 @@ pub const OPTIONS: &[(&str, Kind, &str)] = &[
     (
         "retry_max_attempts",
         Kind::U32,
-        "reconnect attempts after a network fault before the error path (0-100, default 8)",
+        "reconnects after a network fault, or consecutive transient (>= 429) DPS replies, before the error path (0-100, default 8)",
     ),
     (
         "retry_max_secs",
         Kind::U32,
-        "seconds from the first fault before the error path (1-86400, default 180)",
+        "seconds from the first fault or transient reply of a run before the error path (1-86400, default 180)",
     ),
     (
         "retry_initial_ms",

@@ -303,7 +303,7 @@ fn dropped_always(proto: Proto, stage: Stage) {
     );
     let giving_up: Vec<_> = logs_for(&regid)
         .into_iter()
-        .filter(|l| l.contains("giving up after 3 connection attempts"))
+        .filter(|l| l.contains("giving up after 3 retries"))
         .collect();
     assert_eq!(giving_up.len(), 1, "{:#?}", logs_for(&regid));
     row(
@@ -842,9 +842,10 @@ fn ws_5xx_storm_is_survived() {
     storm_5xx(Proto::Ws);
 }
 
-/// A 5xx on every request: the transport reports TRANSIENT each time and keeps the registration
-/// alive (behaviour.md part 1: status ≥ 429 is transient); the LL client's own
-/// `provisioning_timeout` ends it. The reconnect budget is not involved: the connection is fine.
+/// A 5xx on every request: each reply is TRANSIENT (behaviour.md part 1) and the LL client
+/// registers again, but the run of transient replies is bounded by the retry budget
+/// (retry_max_attempts 3 here): after 3 retries the error path, once; the connection itself was
+/// never at fault, so there is one.
 fn endless_5xx(proto: Proto) {
     let regid = regid("endless-5xx", proto);
     let emu = emulator(
@@ -857,34 +858,40 @@ fn endless_5xx(proto: Proto) {
                 on: Stage::Register,
                 times: None,
             }),
+            retry_after: Some(1),
             ..Scenario::default()
         },
     );
     let o = register(
-        &device(&emu, proto, &regid, &[("retry_max_attempts", 1)]),
-        Duration::from_millis(3500),
+        &device(&emu, proto, &regid, &[("retry_max_attempts", 3)]),
+        Duration::from_secs(20),
     );
-    assert_eq!(o.result, None, "no error path for a transient reply: {o:?}");
-    assert_eq!(o.data_callbacks, 0);
+    assert_eq!(o.result, Some(PROV_DEVICE_TRANSPORT_RESULT_ERROR), "{o:?}");
+    assert_eq!(o.data_callbacks, 1);
     let transient = count(&o, PROV_DEVICE_TRANSPORT_STATUS_TRANSIENT);
-    assert!(transient >= 3, "{o:?}");
+    assert_eq!(transient, 3, "{o:?}");
     assert_eq!(emu.connections_accepted(), 1);
+    assert!(
+        has_log(&regid, "giving up after 3 retries") && has_log(&regid, "DPS replied 500"),
+        "{:?}",
+        common::logs_for(&regid)
+    );
     row(
-        "500 to every register request (LL client gives up after 3.5 s)",
+        "500 to every register request, retry_max_attempts=3",
         proto,
-        &format!("{transient} TRANSIENT, no error from the transport"),
+        &format!("{transient} TRANSIENT, then the error path once (budget spent)"),
         o.elapsed,
         &emu,
     );
 }
 
 #[test]
-fn mqtt_endless_5xx_stays_transient() {
+fn mqtt_endless_5xx_ends_when_the_budget_is_spent() {
     endless_5xx(Proto::Mqtt);
 }
 
 #[test]
-fn ws_endless_5xx_stays_transient() {
+fn ws_endless_5xx_ends_when_the_budget_is_spent() {
     endless_5xx(Proto::Ws);
 }
 

@@ -197,7 +197,7 @@ fn unreachable_proxy_is_retried_within_the_budget_then_a_clear_error() {
         .collect();
     assert_eq!(errors.len(), 1, "{logs:#?}");
     assert!(
-        errors[0].contains("giving up after 2 connection attempts")
+        errors[0].contains("giving up after 2 retries")
             && errors[0].contains(&reach)
             && errors[0].contains("refused"),
         "{}",

@@ -206,6 +206,8 @@ pub struct Session {
     next_rid: u32,
     next_pkid: u16,
     faults: Option<Faults>,
+    /// The run of consecutive transient (>= 429) DPS replies, under the same budget as faults.
+    transient_replies: Option<Faults>,
     last_tx: Option<Instant>,
     ping_sent: Option<Instant>,
     pending_service_error: Option<Error>,
@@ -231,6 +233,7 @@ impl Session {
             next_rid: 1,
             next_pkid: 1,
             faults: None,
+            transient_replies: None,
             last_tx: None,
             ping_sent: None,
             pending_service_error: None,
@@ -328,6 +331,7 @@ impl Session {
         self.phase = Phase::Disconnected;
         self.connected_reported = false;
         self.faults = None;
+        self.transient_replies = None;
         Ok(())
     }
 
@@ -342,6 +346,7 @@ impl Session {
         self.operation_id = None;
         self.request = Request::Idle;
         self.faults = None;
+        self.transient_replies = None;
         self.pending_service_error = None;
         self.retry_after = retry_after::DEFAULT;
         self.connected_reported = false;
@@ -680,11 +685,30 @@ impl Session {
         self.faults = None;
         self.request = Request::Idle;
         if reply.status >= dps::TRANSIENT_STATUS {
-            let detail = body::check_payload(&publish.payload)
+            let service_error = body::check_payload(&publish.payload)
                 .ok()
-                .and_then(ServiceError::from_body)
-                .map(|e| format!(" ({e})"))
-                .unwrap_or_default();
+                .and_then(ServiceError::from_body);
+            // A storm of throttling or server errors is bounded by the retry budget too: the
+            // SDK retries it forever (users report waits of hours), we end it like a fault.
+            let policy = &self.settings.retry;
+            let run = self.transient_replies.get_or_insert(Faults {
+                since: now,
+                attempts: 0,
+            });
+            run.attempts += 1;
+            let elapsed = now.saturating_duration_since(run.since);
+            if run.attempts > policy.max_attempts || elapsed >= policy.max_time {
+                let attempts = run.attempts - 1;
+                return self.fail(Error::RetryBudgetSpent {
+                    attempts,
+                    elapsed,
+                    last: Box::new(Error::Service {
+                        status: reply.status,
+                        error: service_error.unwrap_or_default(),
+                    }),
+                });
+            }
+            let detail = service_error.map(|e| format!(" ({e})")).unwrap_or_default();
             info!(
                 &self.context,
                 "DPS replied {} to the {}{detail}: transient, retry in {} s",
@@ -698,6 +722,7 @@ impl Session {
             });
             return;
         }
+        self.transient_replies = None;
         let json = match body::check_payload(&publish.payload) {
             Ok(json) => json.to_owned(),
             Err(e) => return self.fail(Error::Payload(e)),

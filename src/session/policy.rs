@@ -2,12 +2,13 @@
 
 use std::time::Duration;
 
-/// Reconnect policy for transient faults (dropped connections, reply timeouts).
+/// Retry policy for transient faults (dropped connections, reply timeouts) and for runs of
+/// transient (>= 429) DPS replies.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetryPolicy {
-    /// Connection attempts after a fault before giving up (0 = fail on the first fault).
+    /// Retries after a fault, or after a transient reply, before giving up (0 = fail on the first).
     pub max_attempts: u32,
-    /// Total time from the first fault of a run of faults before giving up.
+    /// Total time from the first fault (or transient reply) of a run before giving up.
     pub max_time: Duration,
     /// Backoff before the first reconnect; doubles each attempt.
     pub initial_delay: Duration,

@@ -305,6 +305,63 @@ fn throttled_and_5xx_are_transient_and_register_may_be_called_again() {
 }
 
 #[test]
+fn a_run_of_transient_replies_is_bounded_by_the_budget_and_progress_resets_it() {
+    // max_attempts 3: three transient replies in a row are reported, the fourth ends it
+    let mut r = Rig::new(Auth::X509);
+    r.register_sent();
+    for rid in 1..=4 {
+        r.reply(&format!("$dps/registrations/res/503/?$rid={rid}"), "{}");
+        let callouts = r.callouts();
+        if rid <= 3 {
+            assert_eq!(
+                callouts,
+                vec![Callout::Status {
+                    status: ReplyStatus::Transient,
+                    retry_after: 1
+                }],
+                "reply {rid}"
+            );
+            r.s.register().unwrap();
+            r.s.tick(r.now);
+            r.publish_payload();
+        } else {
+            assert_eq!(callouts, vec![Callout::Failed], "reply {rid}");
+        }
+    }
+
+    // a real answer in between starts a new run
+    let mut r = Rig::new(Auth::X509);
+    r.register_sent();
+    for rid in 1..=3 {
+        r.reply(&format!("$dps/registrations/res/429/?$rid={rid}"), "{}");
+        r.callouts();
+        r.s.register().unwrap();
+        r.s.tick(r.now);
+        r.publish_payload();
+    }
+    r.reply(
+        "$dps/registrations/res/202/?$rid=4",
+        r#"{"operationId":"op1","status":"assigning"}"#,
+    );
+    let (t, _) = r.parse_ticket();
+    r.s.parsed(t, assigning("op1"));
+    for rid in 5..=7 {
+        r.s.get_operation_status().unwrap();
+        r.s.tick(r.now);
+        r.publish_payload();
+        r.reply(&format!("$dps/registrations/res/503/?$rid={rid}"), "{}");
+        assert_eq!(
+            r.callouts(),
+            vec![Callout::Status {
+                status: ReplyStatus::Transient,
+                retry_after: 1
+            }],
+            "poll reply {rid}"
+        );
+    }
+}
+
+#[test]
 fn error_status_reply_goes_to_the_parser_and_null_takes_the_error_path() {
     let mut r = Rig::new(Auth::X509);
     r.register_sent();
