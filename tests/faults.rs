@@ -795,40 +795,73 @@ fn ws_baseline_without_faults() {
 
 // ---- 5xx and 429 storms -----------------------------------------------------------------
 
-fn storm_5xx(proto: Proto) {
-    let regid = regid("storm-5xx", proto);
-    let emu = emulator(
-        &regid,
-        Scenario {
-            error: Some(ErrorReply {
-                status: 503,
-                error_code: 503000,
-                message: "Service unavailable".into(),
-                on: Stage::Register,
-                times: Some(3),
-            }),
-            ..Scenario::default()
-        },
-    );
+/// A storm of transient replies the service ends by itself: each reply is reported TRANSIENT
+/// (with its retry-after), the LL client re-sends, the registration completes on the one
+/// connection. `requests` is how many (register, poll) requests the emulator then saw.
+fn transient_storm(
+    proto: Proto,
+    name: &str,
+    scenario: Scenario,
+    transient: usize,
+    requests_seen: (usize, usize),
+    label: &str,
+) {
+    let regid = regid(name, proto);
+    let emu = emulator(&regid, scenario);
     let o = register(&device(&emu, proto, &regid, &[]), TIMEOUT);
     assert_assigned(&o, &regid);
     assert_eq!(
-        count(&o, PROV_DEVICE_TRANSPORT_STATUS_TRANSIENT),
-        3,
-        "{o:?}"
+        o.statuses
+            .iter()
+            .filter(|s| **s == (PROV_DEVICE_TRANSPORT_STATUS_TRANSIENT, 1))
+            .count(),
+        transient,
+        "TRANSIENT with the retry-after: {o:?}"
     );
     assert_eq!(
         emu.connections_accepted(),
         1,
-        "a 5xx reply is not a connection fault"
+        "a transient reply is not a connection fault"
     );
-    assert_eq!(requests(&emu, REGISTER).len(), 4);
+    // The LL client registers again while it has no operation id, and polls again after it.
+    assert_eq!(
+        (requests(&emu, REGISTER).len(), requests(&emu, POLL).len()),
+        requests_seen
+    );
+    // ...and waited the retry-after (1 s) each time.
+    assert!(
+        o.elapsed >= Duration::from_secs(transient as u64),
+        "{:?}",
+        o.elapsed
+    );
     row(
-        "503 to the first 3 register requests",
+        label,
         proto,
-        "assigned after 3 TRANSIENT",
+        &format!("assigned after {transient} TRANSIENT"),
         o.elapsed,
         &emu,
+    );
+}
+
+fn storm_5xx(proto: Proto) {
+    let scenario = Scenario {
+        error: Some(ErrorReply {
+            status: 503,
+            error_code: 503000,
+            message: "Service unavailable".into(),
+            on: Stage::Register,
+            times: Some(3),
+        }),
+        ..Scenario::default()
+    };
+    // 3 × 503 then the 202; one 202 poll and the final 200
+    transient_storm(
+        proto,
+        "storm-5xx",
+        scenario,
+        3,
+        (4, 2),
+        "503 to the first 3 register requests",
     );
 }
 
@@ -896,34 +929,24 @@ fn ws_endless_5xx_ends_when_the_budget_is_spent() {
 }
 
 fn storm_5xx_on_poll(proto: Proto) {
-    let regid = regid("storm-5xx-poll", proto);
-    let emu = emulator(
-        &regid,
-        Scenario {
-            error: Some(ErrorReply {
-                status: 502,
-                error_code: 502000,
-                message: "Bad gateway".into(),
-                on: Stage::Poll,
-                times: Some(2),
-            }),
-            ..Scenario::default()
-        },
-    );
-    let o = register(&device(&emu, proto, &regid, &[]), TIMEOUT);
-    assert_assigned(&o, &regid);
-    assert_eq!(count(&o, PROV_DEVICE_TRANSPORT_STATUS_TRANSIENT), 2);
-    // The LL client polls again after TRANSIENT (it has an operation id): no second register.
-    assert_eq!(requests(&emu, REGISTER).len(), 1);
-    // 2 × 502, then the scenario's 202 and the final 200.
-    assert_eq!(requests(&emu, POLL).len(), 4);
-    assert_eq!(emu.connections_accepted(), 1);
-    row(
-        "502 to the first 2 polls",
+    let scenario = Scenario {
+        error: Some(ErrorReply {
+            status: 502,
+            error_code: 502000,
+            message: "Bad gateway".into(),
+            on: Stage::Poll,
+            times: Some(2),
+        }),
+        ..Scenario::default()
+    };
+    // one register; 2 × 502, then the scenario's 202 and the final 200
+    transient_storm(
         proto,
-        "assigned after 2 TRANSIENT",
-        o.elapsed,
-        &emu,
+        "storm-5xx-poll",
+        scenario,
+        2,
+        (1, 4),
+        "502 to the first 2 polls",
     );
 }
 
@@ -938,39 +961,20 @@ fn ws_5xx_on_poll_is_survived() {
 }
 
 fn storm_429(proto: Proto) {
-    let regid = regid("storm-429", proto);
-    let emu = emulator(
-        &regid,
-        Scenario {
-            throttle_429: 3,
-            ..Scenario::default()
-        },
-    );
-    let o = register(&device(&emu, proto, &regid, &[]), TIMEOUT);
-    assert_assigned(&o, &regid);
-    assert_eq!(
-        o.statuses
-            .iter()
-            .filter(|s| **s == (PROV_DEVICE_TRANSPORT_STATUS_TRANSIENT, 1))
-            .count(),
-        3,
-        "TRANSIENT with the retry-after: {o:?}"
-    );
-    assert_eq!(emu.connections_accepted(), 1);
-    // The LL client waited retry-after (1 s) after each 429.
-    assert!(o.elapsed >= Duration::from_secs(3), "{:?}", o.elapsed);
-    assert!(
-        has_log(&regid, "DPS replied 429"),
-        "{:#?}",
-        logs_for(&regid)
-    );
-    row(
-        "429 (retry-after 1) to the first 3 requests",
+    let scenario = Scenario {
+        throttle_429: 3,
+        ..Scenario::default()
+    };
+    // 429 to the register and the next two registers, then 202, one 202 poll and the 200
+    transient_storm(
         proto,
-        "assigned after 3 TRANSIENT",
-        o.elapsed,
-        &emu,
+        "storm-429",
+        scenario,
+        3,
+        (4, 2),
+        "429 (retry-after 1) to the first 3 requests",
     );
+    assert!(has_log(&regid("storm-429", proto), "DPS replied 429"));
 }
 
 #[test]
