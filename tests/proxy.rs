@@ -5,36 +5,14 @@
 mod common;
 
 use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use dps_emulator::pki::Pki;
 use dps_emulator::{Config, Emulator};
 use prov_mqtt_transport::ffi::*;
 
-struct Tinyproxy {
-    child: Child,
-    port: u16,
-    _dir: tempdir::Dir,
-}
-
-mod tempdir {
-    pub struct Dir(pub std::path::PathBuf);
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-}
-
-impl Drop for Tinyproxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
+/// A loopback port with nothing listening on it.
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -43,41 +21,9 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// Starts tinyproxy on a free loopback port with basic auth user/secret.
-fn tinyproxy(name: &str) -> Tinyproxy {
-    tinyproxy_with(name, "")
-}
-
-/// Same, with more configuration lines.
-fn tinyproxy_with(name: &str, extra: &str) -> Tinyproxy {
-    let dir = std::env::temp_dir().join(format!("prov-proxy-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let port = free_port();
-    let conf = dir.join("tinyproxy.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "Port {port}\nListen 127.0.0.1\nTimeout 60\nAllow 127.0.0.1\nBasicAuth user secret\nLogLevel Info\nMaxClients 20\n{extra}"
-        ),
-    )
-    .unwrap();
-    let child = Command::new("tinyproxy")
-        .args(["-d", "-c"])
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("tinyproxy is installed (scripts/test.sh installs it: apt-get install tinyproxy)");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "tinyproxy did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Tinyproxy {
-        child,
-        port,
-        _dir: tempdir::Dir(dir),
-    }
+/// tinyproxy with basic auth user/secret.
+fn proxy(name: &str) -> Tinyproxy {
+    tinyproxy(name, "secret", "")
 }
 
 fn device_via(emu: &Emulator, ws: bool, regid: &str, proxy_port: u16, password: &str) -> Device {
@@ -111,7 +57,7 @@ fn device_via(emu: &Emulator, ws: bool, regid: &str, proxy_port: u16, password: 
 
 #[test]
 fn registers_through_an_authenticating_proxy_over_mqtt_and_wss() {
-    let proxy = tinyproxy("ok");
+    let proxy = proxy("ok");
     let emu = Emulator::start(
         Config::ephemeral().with_pki(Pki::generate(&["proxied-mqtt", "proxied-ws"])),
     )
@@ -138,7 +84,7 @@ fn registers_through_an_authenticating_proxy_over_mqtt_and_wss() {
 
 #[test]
 fn wrong_proxy_credentials_fail_at_once_with_a_clear_error() {
-    let proxy = tinyproxy("denied");
+    let proxy = proxy("denied");
     let emu =
         Emulator::start(Config::ephemeral().with_pki(Pki::generate(&["proxy-denied"]))).unwrap();
     let o = register(
@@ -213,7 +159,7 @@ fn unreachable_proxy_is_retried_within_the_budget_then_a_clear_error() {
 #[test]
 fn proxy_refusing_the_connect_target_fails_at_once() {
     // tinyproxy allows CONNECT to port 443 only; the emulator listens on an ephemeral port.
-    let proxy = tinyproxy_with("port-denied", "ConnectPort 443\n");
+    let proxy = tinyproxy("port-denied", "secret", "ConnectPort 443\n");
     let emu = Emulator::start(Config::ephemeral().with_pki(Pki::generate(&["proxy-port-denied"])))
         .unwrap();
     let o = register(

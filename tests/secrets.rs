@@ -6,9 +6,7 @@
 
 mod common;
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use dps_emulator::pki::Pki;
@@ -197,77 +195,14 @@ fn a_refused_sas_token_is_not_quoted_in_the_error() {
 
 // ---- X.509 through an authenticating proxy: the private key and the proxy password ------
 
-struct Tinyproxy {
-    child: Child,
-    port: u16,
-    dir: std::path::PathBuf,
-}
-
-impl Drop for Tinyproxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn tinyproxy() -> Tinyproxy {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let dir =
-        std::env::temp_dir().join(format!("prov-secrets-proxy-{}-{port}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let conf = dir.join("tinyproxy.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "Port {port}\nListen 127.0.0.1\nTimeout 60\nAllow 127.0.0.1\nBasicAuth user {PROXY_PASSWORD}\nMaxClients 20\n"
-        ),
-    )
-    .unwrap();
-    let child = Command::new("tinyproxy")
-        .args(["-d", "-c"])
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("tinyproxy is installed (apt-get install tinyproxy)");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "tinyproxy did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Tinyproxy { child, port, dir }
-}
-
 /// base64 of `user:password`, as it travels in Proxy-Authorization.
 fn basic_auth(user: &str, password: &str) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let bytes = format!("{user}:{password}").into_bytes();
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
 }
 
 fn x509_via_proxy(ws: bool, regid: &str, password: &str) -> Outcome {
-    let proxy = tinyproxy();
+    let proxy = tinyproxy("secrets", PROXY_PASSWORD, "");
     let mut cfg = Config::ephemeral().with_pki(Pki::generate(&[regid]));
     cfg.log_to_stderr = false;
     let emu = Emulator::start(cfg).unwrap();
