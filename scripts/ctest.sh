@@ -25,7 +25,16 @@ export PKG_CONFIG_PATH="$PWD/build/prefix/lib/pkgconfig"
 # shellcheck disable=SC2046
 cc -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror examples/c/prov_dev_sample.c \
     $(pkg-config --cflags --libs prov_mqtt_transport) -o build/prov_dev_sample_pc
-echo "pkg-config prov_mqtt_transport $(pkg-config --modversion prov_mqtt_transport): OK"
+# and statically: the archive plus the .pc's Libs.private
+# shellcheck disable=SC2046
+cc -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror examples/c/prov_dev_sample.c \
+    $(pkg-config --cflags prov_mqtt_transport) build/prefix/lib/libprov_mqtt_transport.a \
+    $(pkg-config --static --libs-only-l prov_mqtt_transport | sed 's/-lprov_mqtt_transport//') -o build/prov_dev_sample_static
+if ldd build/prov_dev_sample_static | grep -q libprov_mqtt_transport; then
+    echo "build/prov_dev_sample_static should not need libprov_mqtt_transport.so" >&2
+    exit 1
+fi
+echo "pkg-config prov_mqtt_transport $(pkg-config --modversion prov_mqtt_transport): OK (shared and static)"
 
 echo "== ctest/REQUIREMENTS.md names every C test, and every test it names exists"
 tests=$(grep -ohE '^TEST\([A-Za-z0-9_]+\)' ctest/*.c | sed 's/TEST(\(.*\))/\1/' | sort -u)
