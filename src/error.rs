@@ -62,6 +62,9 @@ pub enum Error {
     },
     /// A Rust panic was caught at the C boundary.
     Internal(String),
+    /// A library thread could not start (EAGAIN from pthread_create: a thread or memory limit);
+    /// tried again on the next connection attempt.
+    ThreadStart { thread: &'static str, why: String },
 }
 
 impl Error {
@@ -72,7 +75,8 @@ impl Error {
             Error::Connect { .. }
             | Error::ConnectionLost(_)
             | Error::Timeout { .. }
-            | Error::WebSocket(_) => true,
+            | Error::WebSocket(_)
+            | Error::ThreadStart { .. } => true,
             Error::Protocol(_) | Error::PacketTooLarge(_) => true,
             Error::Tls { transient, .. } | Error::Proxy { transient, .. } => *transient,
             _ => false,
@@ -150,6 +154,11 @@ impl fmt::Display for Error {
                 elapsed.as_secs_f64()
             ),
             Error::Internal(why) => write!(f, "internal error: {why}"),
+            Error::ThreadStart { thread, why } => write!(
+                f,
+                "cannot start the library's {thread} thread ({why}): the process is at a thread \
+                 or memory limit; tried again on the next connection attempt"
+            ),
         }
     }
 }

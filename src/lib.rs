@@ -6,8 +6,8 @@
 //! documents' `PROV_MQTT_Protocol()` / `PROV_MQTT_WS_Protocol()`), each returning the SDK's
 //! 12-slot provider table.
 //!
-//! The rooms, data flowing one way: C call → [`ffi`] (the only unsafe code: checks, converts,
-//! panic boundary) → [`transport`] (one handle's core) → [`session`] (the sans-io registration
+//! The rooms, data flowing one way: C call → [`ffi`] (the unsafe code, but for the signal mask
+//! of the library's threads: checks, converts, panic boundary) → [`transport`] (one handle's core) → [`session`] (the sans-io registration
 //! state machine, driven by [`dps`], the pure protocol functions) → [`net`] (TCP, proxy, TLS,
 //! WebSocket on one shared background I/O thread). Events come back net → session → ffi → C
 //! callbacks, only inside `dowork` or `close`, on the caller's thread.

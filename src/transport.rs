@@ -233,7 +233,7 @@ impl Transport {
         }
         let tls = match &self.tls_config {
             Some(config) => TlsSetup::Ready(config.clone()),
-            // the first read of the platform store happens on the I/O thread's blocking pool
+            // the first read of the platform store happens off the caller's thread
             None if self.trusted.is_none() && !tls::native_roots_loaded() => {
                 TlsSetup::PlatformRoots {
                     identity: self.identity.clone(),

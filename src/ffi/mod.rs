@@ -1,6 +1,7 @@
-//! The C boundary, and the only place with `unsafe`: `repr(C)` mirrors of the SDK's types, the
-//! two provider tables and four entry points, pointer and string checks, the panic boundary,
-//! and calls into the caller's callbacks. It validates and converts, then calls the core.
+//! The C boundary, and the only place with `unsafe` besides the threads' signal mask
+//! (`net::signals`): `repr(C)` mirrors of the SDK's types, the two provider tables and four
+//! entry points, pointer and string checks, the panic boundary, and calls into the caller's
+//! callbacks. It validates and converts, then calls the core.
 #![allow(unsafe_code)]
 #![allow(non_camel_case_types, non_snake_case)]
 
@@ -8,14 +9,12 @@ mod boundary;
 mod callbacks;
 mod handle;
 mod provider;
-mod signals;
 pub mod types;
 
 pub use provider::{
     PROV_MQTT_Protocol, PROV_MQTT_WS_Protocol, Prov_Device_MQTT_Protocol,
     Prov_Device_MQTT_WS_Protocol,
 };
-pub use signals::block_sigpipe_on_this_thread;
 pub use types::*;
 
 #[cfg(test)]

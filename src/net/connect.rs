@@ -9,7 +9,7 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use super::io::{read_error, Io};
-use super::{tls, ConnectSpec, Flavor, Proxy, TlsSetup};
+use super::{resolve, runtime, tls, ConnectSpec, Flavor, Proxy, TlsSetup};
 use crate::dps::MAX_PACKET;
 use crate::error::Error;
 
@@ -22,12 +22,7 @@ pub async fn establish(spec: &ConnectSpec, flavor: Flavor) -> Result<(Io, String
     let host = spec.endpoint.host.as_str();
     let tcp = async {
         match &spec.proxy {
-            None => TcpStream::connect((host, spec.endpoint.port))
-                .await
-                .map_err(|e| Error::Connect {
-                    target: spec.endpoint.to_string(),
-                    why: e.to_string(),
-                }),
+            None => resolve::connect(host, spec.endpoint.port).await,
             Some(proxy) => through_proxy(proxy, host, spec.endpoint.port).await,
         }
     };
@@ -111,20 +106,24 @@ async fn tls_config(setup: &TlsSetup) -> Result<std::sync::Arc<rustls::ClientCon
         TlsSetup::Ready(config) => Ok(config.clone()),
         TlsSetup::PlatformRoots { identity, min } => {
             let (identity, min) = (identity.clone(), *min);
-            tokio::task::spawn_blocking(move || tls::client_config(None, identity.as_ref(), min))
-                .await
-                .map_err(|e| Error::Internal(format!("loading the platform trust store: {e}")))?
+            runtime::blocking("prov-mqtt-certs", move || {
+                tls::client_config(None, identity.as_ref(), min)
+            })
+            .await?
         }
     }
 }
 
 async fn through_proxy(proxy: &Proxy, host: &str, port: u16) -> Result<TcpStream, Error> {
     let at = format!("{}:{}", proxy.host, proxy.port);
-    let mut tcp = TcpStream::connect((proxy.host.as_str(), proxy.port))
+    let mut tcp = resolve::connect(&proxy.host, proxy.port)
         .await
-        .map_err(|e| Error::Proxy {
-            why: format!("cannot reach the proxy {at}: {e}"),
-            transient: true,
+        .map_err(|e| match e {
+            Error::Connect { why, .. } => Error::Proxy {
+                why: format!("cannot reach the proxy {at}: {why}"),
+                transient: true,
+            },
+            other => other,
         })?;
     let result = match &proxy.credentials {
         None => async_http_proxy::http_connect_tokio(&mut tcp, host, port).await,

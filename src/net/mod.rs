@@ -6,7 +6,9 @@ mod connect;
 pub mod endpoint;
 mod io;
 mod link;
+mod resolve;
 mod runtime;
+mod signals;
 pub mod tls;
 
 pub use endpoint::Endpoint;
@@ -62,8 +64,8 @@ pub struct ConnectSpec {
 #[derive(Debug, Clone)]
 pub enum TlsSetup {
     Ready(Arc<rustls::ClientConfig>),
-    /// Built with the platform trust store on the I/O runtime's blocking pool, while TCP
-    /// connects: reading the store for the first time takes 5-50 ms, too long for `dowork`.
+    /// Built with the platform trust store on a short-lived thread, while TCP connects: reading
+    /// the store for the first time takes 5-50 ms, too long for `dowork`.
     PlatformRoots {
         identity: Option<tls::Identity>,
         min: tls::MinVersion,
@@ -72,10 +74,19 @@ pub enum TlsSetup {
 
 /// MQTT over TLS to `host:8883` (or the port in the URI), through the proxy when one is set.
 pub fn mqtt_transport_io(spec: ConnectSpec) -> Result<Link, crate::Error> {
-    Link::spawn(spec, Flavor::Tls)
+    Link::spawn(on_the_callers_thread(spec), Flavor::Tls)
 }
 
 /// MQTT over WSS to `wss://host:443/$iothub/websocket`, through the proxy when one is set.
 pub fn mqtt_transport_ws_io(spec: ConnectSpec) -> Result<Link, crate::Error> {
-    Link::spawn(spec, Flavor::WebSocket)
+    Link::spawn(on_the_callers_thread(spec), Flavor::WebSocket)
+}
+
+/// What a connection attempt reads from the process environment is read here, on the
+/// application's thread, before the attempt moves to ours (README "Threads", setenv).
+fn on_the_callers_thread(spec: ConnectSpec) -> ConnectSpec {
+    if let TlsSetup::PlatformRoots { .. } = spec.tls {
+        tls::note_trust_paths();
+    }
+    spec
 }

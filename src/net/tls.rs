@@ -2,9 +2,10 @@
 //! read lazily once per process), the device's certificate chain and key. TLS 1.3 preferred,
 //! TLS 1.2 the floor.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use once_cell::sync::Lazy;
+use once_cell::sync::{Lazy, OnceCell};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -86,14 +87,62 @@ pub fn identity(certificate_pem: &str, key_pem: &str) -> Result<Identity, Error>
     Ok(Identity { chain, key })
 }
 
+/// Where the platform trust store is: `SSL_CERT_FILE` / `SSL_CERT_DIR` when either is set (as
+/// rustls-native-certs reads them), else the usual places of the system's store.
+#[derive(Debug)]
+struct TrustPaths {
+    file: Option<PathBuf>,
+    dirs: Vec<PathBuf>,
+}
+
+impl TrustPaths {
+    fn from_env() -> TrustPaths {
+        let file = std::env::var_os("SSL_CERT_FILE").map(PathBuf::from);
+        let dirs: Vec<PathBuf> = std::env::var_os("SSL_CERT_DIR")
+            .map(|dirs| {
+                std::env::split_paths(&dirs)
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if file.is_some() || !dirs.is_empty() {
+            return TrustPaths { file, dirs };
+        }
+        let probed = openssl_probe::probe();
+        TrustPaths {
+            file: probed.cert_file,
+            dirs: probed.cert_dir,
+        }
+    }
+}
+
+static TRUST_PATHS: OnceCell<TrustPaths> = OnceCell::new();
+
+/// Reads the environment variables that say where the platform trust store is, once per
+/// process, on the calling thread: call it on the application's thread before the store is
+/// read on ours, so that no `getenv` of ours races a `setenv` of the application's.
+pub fn note_trust_paths() {
+    if !native_roots_loaded() {
+        TRUST_PATHS.get_or_init(TrustPaths::from_env);
+    }
+}
+
 static NATIVE_ROOTS: Lazy<Result<Arc<RootCertStore>, String>> = Lazy::new(|| {
-    let found = rustls_native_certs::load_native_certs();
+    let paths = TRUST_PATHS.get_or_init(TrustPaths::from_env);
+    let (mut found, mut errors) = (Vec::new(), Vec::new());
+    let file = std::iter::once((paths.file.as_deref(), None));
+    let dirs = paths.dirs.iter().map(|dir| (None, Some(dir.as_path())));
+    for (file, dir) in file.chain(dirs) {
+        let loaded = rustls_native_certs::load_certs_from_paths(file, dir);
+        found.extend(loaded.certs);
+        errors.extend(loaded.errors);
+    }
     let mut roots = RootCertStore::empty();
-    let (added, _ignored) = roots.add_parsable_certificates(found.certs);
+    let (added, _ignored) = roots.add_parsable_certificates(found);
     match added {
-        0 => Err(match found.errors.first() {
+        0 => Err(match errors.first() {
             Some(e) => e.to_string(),
-            None => "no CA certificates found".into(),
+            None => format!("no CA certificates found (looked in {paths:?})"),
         }),
         _ => Ok(Arc::new(roots)),
     }
