@@ -34,6 +34,8 @@ type Key = (String, u16);
 struct State {
     /// The process this state belongs to (see [`state`]).
     pid: u32,
+    /// In a child of fork(): the parent's, kept and never used again.
+    _inherited: Option<Box<State>>,
     known: HashMap<Key, (Instant, Addresses)>,
     /// Names queued or being looked up, with everyone waiting for each.
     waiting: HashMap<Key, Vec<oneshot::Sender<Answer>>>,
@@ -51,7 +53,11 @@ static STATE: Mutex<Option<State>> = Mutex::new(None);
 fn state(slot: &mut Option<State>) -> &mut State {
     let pid = std::process::id();
     if slot.as_ref().is_some_and(|s| s.pid != pid) {
-        std::mem::forget(slot.take());
+        *slot = Some(State {
+            pid,
+            _inherited: slot.take().map(Box::new),
+            ..State::default()
+        });
     }
     slot.get_or_insert_with(|| State {
         pid,

@@ -16,6 +16,8 @@ pub const STACK_SIZE: usize = 1 << 20;
 struct Current {
     pid: u32,
     handle: Handle,
+    /// In a child of fork(): the parent's, kept and never dropped (see [`handle`]).
+    _inherited: Option<Box<Current>>,
 }
 
 /// Not a `Lazy<Result<…>>`: a start that failed (EAGAIN from pthread_create, no descriptor for
@@ -26,22 +28,18 @@ static CURRENT: Mutex<Option<Current>> = Mutex::new(None);
 pub fn handle() -> Result<Handle, Error> {
     let pid = std::process::id();
     let mut current = CURRENT.lock();
-    match current.take() {
-        Some(c) if c.pid == pid => {
-            let handle = c.handle.clone();
-            *current = Some(c);
-            return Ok(handle);
-        }
-        // A child of fork(): the runtime is the parent's, and its I/O thread was not copied, so
-        // nothing here would ever run. Its state may have been caught mid-update by the fork;
-        // leave it untouched (never dropped) and start a runtime of our own.
-        Some(stale) => std::mem::forget(stale),
-        None => {}
+    if let Some(c) = current.as_ref().filter(|c| c.pid == pid) {
+        return Ok(c.handle.clone());
     }
+    // First use, or a child of fork(): the runtime there is the parent's, and its I/O thread was
+    // not copied, so nothing would ever run on it. Its state may have been caught mid-update by
+    // the fork: it is kept as it is, never dropped, and this process starts its own.
     let handle = start()?;
+    let inherited = current.take().map(Box::new);
     *current = Some(Current {
         pid,
         handle: handle.clone(),
+        _inherited: inherited,
     });
     Ok(handle)
 }
