@@ -125,7 +125,9 @@ TEST(process_daemon_registers_after_a_foreground_registration) {
  * parent's registration completes on its one connection. */
 static void fork_mid_registration(int ws, int connected) {
     char id[64];
-    snprintf(id, sizeof id, "process-fork-mid-%s-%s", connected ? "connected" : "connecting", ws ? "ws" : "mqtt");
+    /* the pid makes the id this run's own in the emulator's timeline (ctest --repeat) */
+    snprintf(id, sizeof id, "process-fork-mid-%s-%s-%d", connected ? "connected" : "connecting", ws ? "ws" : "mqtt",
+             (int)getpid());
     DEVICE d;
     device_init(&d, ws, id);
     CHECK_EQ_INT(device_start(&d), 0);

@@ -4,6 +4,7 @@
 
 mod connect;
 pub mod endpoint;
+mod fork;
 mod io;
 mod link;
 mod resolve;

@@ -51,6 +51,8 @@ static STATE: Mutex<Option<State>> = Mutex::new(None);
 /// This process's state. In a child of fork() the parent's resolver threads do not exist: its
 /// queue would never be served, so the child starts empty (the parent's is left untouched).
 fn state(slot: &mut Option<State>) -> &mut State {
+    static FORK_HANDLER: std::sync::Once = std::sync::Once::new();
+    super::fork::on_fork_in_child(&FORK_HANDLER, release_in_child);
     let pid = std::process::id();
     if slot.as_ref().is_some_and(|s| s.pid != pid) {
         *slot = Some(State {
@@ -63,6 +65,11 @@ fn state(slot: &mut Option<State>) -> &mut State {
         pid,
         ..State::default()
     })
+}
+
+/// A resolver thread or the I/O thread may hold the lock at the instant of a fork.
+extern "C" fn release_in_child() {
+    super::fork::release_in_child(&STATE);
 }
 
 /// A TCP connection to `host:port`, trying each address in turn.

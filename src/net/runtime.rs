@@ -26,6 +26,8 @@ static CURRENT: Mutex<Option<Current>> = Mutex::new(None);
 
 /// The shared runtime, started on first use, and started again in a child of `fork`.
 pub fn handle() -> Result<Handle, Error> {
+    static FORK_HANDLER: std::sync::Once = std::sync::Once::new();
+    super::fork::on_fork_in_child(&FORK_HANDLER, release_in_child);
     let pid = std::process::id();
     let mut current = CURRENT.lock();
     if let Some(c) = current.as_ref().filter(|c| c.pid == pid) {
@@ -42,6 +44,10 @@ pub fn handle() -> Result<Handle, Error> {
         _inherited: inherited,
     });
     Ok(handle)
+}
+
+extern "C" fn release_in_child() {
+    super::fork::release_in_child(&CURRENT);
 }
 
 /// A current-thread runtime driven by one dedicated thread: every connection of every handle
