@@ -127,8 +127,10 @@ pub fn note_trust_paths() {
     }
 }
 
-static NATIVE_ROOTS: Lazy<Result<Arc<RootCertStore>, String>> = Lazy::new(|| {
-    let paths = TRUST_PATHS.get_or_init(TrustPaths::from_env);
+static NATIVE_ROOTS: Lazy<Result<Arc<RootCertStore>, String>> =
+    Lazy::new(|| load_roots(TRUST_PATHS.get_or_init(TrustPaths::from_env)));
+
+fn load_roots(paths: &TrustPaths) -> Result<Arc<RootCertStore>, String> {
     let (mut found, mut errors) = (Vec::new(), Vec::new());
     let file = std::iter::once((paths.file.as_deref(), None));
     let dirs = paths.dirs.iter().map(|dir| (None, Some(dir.as_path())));
@@ -146,7 +148,7 @@ static NATIVE_ROOTS: Lazy<Result<Arc<RootCertStore>, String>> = Lazy::new(|| {
         }),
         _ => Ok(Arc::new(roots)),
     }
-});
+}
 
 /// Whether the platform trust store has been read already (building a configuration with it
 /// is then cheap).
@@ -257,6 +259,39 @@ mod tests {
             "{why}"
         );
         assert!(!transient);
+    }
+
+    #[test]
+    fn the_trust_store_is_read_from_the_paths_given() {
+        let dir = std::env::temp_dir().join(format!("pmt-roots-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca = |name: &str| {
+            let mut params = rcgen::CertificateParams::new(vec![]).unwrap();
+            params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+            params
+                .distinguished_name
+                .push(rcgen::DnType::CommonName, name);
+            let key = rcgen::KeyPair::generate().unwrap();
+            params.self_signed(&key).unwrap().pem()
+        };
+        let file = dir.join("bundle.pem");
+        std::fs::write(&file, ca("one") + &ca("two")).unwrap();
+        let more = dir.join("more");
+        std::fs::create_dir_all(&more).unwrap();
+        std::fs::write(more.join("three.pem"), ca("three")).unwrap();
+        let roots = load_roots(&TrustPaths {
+            file: Some(file),
+            dirs: vec![more],
+        })
+        .unwrap();
+        assert_eq!(roots.len(), 3);
+        let none = load_roots(&TrustPaths {
+            file: None,
+            dirs: vec![dir.join("missing")],
+        })
+        .unwrap_err();
+        assert!(none.contains("missing"), "{none}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
