@@ -62,13 +62,12 @@ unsafe extern "C" fn on_data(
     let (t, h) = {
         let mut b = r.borrow_mut();
         b.result = Some(result);
-        b.hub = (!hub.is_null())
-            // SAFETY: a NUL-terminated string valid during the call.
-            .then(|| {
-                unsafe { CStr::from_ptr(hub) }
-                    .to_string_lossy()
-                    .into_owned()
-            });
+        b.hub = (!hub.is_null()).then(|| {
+            // SAFETY: non-NULL, a NUL-terminated string valid during the call.
+            unsafe { CStr::from_ptr(hub) }
+                .to_string_lossy()
+                .into_owned()
+        });
         (b.t, b.h)
     };
     // the LL client closes from inside this callback

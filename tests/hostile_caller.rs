@@ -81,6 +81,7 @@ unsafe fn act(r: &RefCell<Rec>, then: Then) {
         (b.t, b.h)
     };
     let ctx = r as *const RefCell<Rec> as *mut c_void;
+    // SAFETY: `h` is NULL or this record's handle; `ctx` is the live record; re-entering from a callback is allowed.
     unsafe {
         match then {
             Then::Nothing => {}
@@ -116,12 +117,14 @@ unsafe extern "C" fn on_data(
         }
         b.data.push(result);
         b.hub = (!hub.is_null()).then(|| {
+            // SAFETY: non-NULL, a NUL-terminated string valid during the callback.
             unsafe { CStr::from_ptr(hub) }
                 .to_string_lossy()
                 .into_owned()
         });
         b.on_data
     };
+    // SAFETY: `r` is the live record the transport handed back.
     unsafe { act(r, then) };
 }
 
@@ -145,6 +148,7 @@ unsafe extern "C" fn on_status(
             _ => Then::Nothing,
         }
     };
+    // SAFETY: `r` is the live record the transport handed back.
     unsafe { act(r, then) };
 }
 
@@ -169,17 +173,20 @@ unsafe extern "C" fn on_create(
     user: *mut c_void,
 ) -> *mut c_char {
     let body = serde_json::json!({ "registrationId": rec(user).borrow().regid }).to_string();
+    // SAFETY: `c(&body)` is a NUL-terminated string that outlives the strdup.
     unsafe { libc::strdup(c(&body).as_ptr()) }
 }
 
 /// The LL client's parse, reduced: assigning (with operation id) and assigned.
 unsafe extern "C" fn on_parse(json: *const c_char, _: *mut c_void) -> *mut PROV_JSON_INFO {
+    // SAFETY: the transport passes a NUL-terminated document valid during the call.
     let text = unsafe { CStr::from_ptr(json) }.to_str().unwrap();
     let v: serde_json::Value = match serde_json::from_str(text) {
         Ok(v) => v,
         Err(_) => return ptr::null_mut(),
     };
     let dup =
+        // SAFETY: `c(s)` is a NUL-terminated string that outlives the strdup.
         |s: Option<&str>| s.map_or(ptr::null_mut(), |s| unsafe { libc::strdup(c(s).as_ptr()) });
     let (status, op, hub) = match v["status"].as_str() {
         Some("assigning") => (
@@ -194,6 +201,7 @@ unsafe extern "C" fn on_parse(json: *const c_char, _: *mut c_void) -> *mut PROV_
         ),
         _ => return ptr::null_mut(),
     };
+    // SAFETY: a malloc of the record's size; the write sets every field.
     unsafe {
         let info = libc::malloc(std::mem::size_of::<PROV_JSON_INFO>()) as *mut PROV_JSON_INFO;
         info.write(PROV_JSON_INFO {
@@ -242,6 +250,7 @@ fn x509_handle(emu: &Emulator, name: &str, t: Table, regid: &str) -> Box<RefCell
     let ctx = &*r as *const RefCell<Rec> as *mut c_void;
     let (u, s, a) = (c(&uri(emu, name)), c(SCOPE), c(common::API_VERSION));
     let d = emu.pki().device(regid).unwrap();
+    // SAFETY: the slots get valid C strings, this file's callbacks and `ctx`, the record that outlives the handle.
     unsafe {
         let h = (t.prov_transport_create.unwrap())(
             u.as_ptr(),
@@ -282,6 +291,7 @@ unsafe fn open(r: &RefCell<Rec>, regid: &str) -> i32 {
     let (t, h) = (r.borrow().t, r.borrow().h);
     let ctx = r as *const RefCell<Rec> as *mut c_void;
     let id = c(regid);
+    // SAFETY: `h` is this record's live handle; `id` and the callbacks are valid; `ctx` outlives the handle.
     unsafe {
         (t.prov_transport_open.unwrap())(
             h,
@@ -310,9 +320,11 @@ unsafe fn pump(r: &RefCell<Rec>, limit: Duration) {
         if done {
             return;
         }
+        // SAFETY: `h` is this record's handle (or NULL once destroyed: a no-op).
         unsafe { (t.prov_transport_dowork.unwrap())(h) };
         if poll.is_some_and(|at| Instant::now() >= at) {
             r.borrow_mut().next_poll = None;
+            // SAFETY: `h` is this record's live handle.
             assert_eq!(unsafe { (t.prov_transport_get_op_status.unwrap())(h) }, 0);
         }
         std::thread::sleep(Duration::from_millis(2));
@@ -323,6 +335,7 @@ unsafe fn dowork_for(r: &RefCell<Rec>, d: Duration) {
     let started = Instant::now();
     while started.elapsed() < d {
         let (t, h) = (r.borrow().t, r.borrow().h);
+        // SAFETY: `h` is this record's handle (or NULL once destroyed: a no-op).
         unsafe { (t.prov_transport_dowork.unwrap())(h) };
         std::thread::sleep(Duration::from_millis(2));
     }
@@ -338,6 +351,7 @@ fn null_for_every_pointer_parameter_of_every_slot_of_both_tables() {
     for (name, t) in tables() {
         let (uri, scope, api, regid) = (c("localhost:1"), c("scope"), c("v"), c("r"));
         let n = ptr::null_mut::<c_void>();
+        // SAFETY: NULL or valid C strings and handles from `create`: every bad argument must be refused before use.
         unsafe {
             // create: each string NULL
             let create = t.prov_transport_create.unwrap();
@@ -472,6 +486,7 @@ fn calls_out_of_order_are_refused_or_harmless() {
         let regid = format!("order-{}", name.to_lowercase());
         let r = x509_handle(&emu, name, t, &regid);
         let (h, ctx) = (r.borrow().h, &*r as *const RefCell<Rec> as *mut c_void);
+        // SAFETY: `h` is the record's live handle until its destroy; `ctx` outlives it.
         unsafe {
             // before open: close and dowork are harmless, polling is refused
             assert_eq!(
@@ -555,6 +570,7 @@ fn destroy_close_and_dowork_from_inside_callbacks() {
     ]);
     for (name, t) in tables() {
         let lower = name.to_lowercase();
+        // SAFETY: each handle is live until its destroy (which the callbacks may do); contexts outlive them.
         unsafe {
             // destroy inside the CONNECTED status callback: nothing afterwards, no crash
             let regid = format!("cb-destroy-{lower}");
@@ -638,6 +654,7 @@ fn wrong_option_names_and_values_are_refused_and_change_nothing() {
     common::capture_logs();
     for (name, t) in tables() {
         let (uri, scope, api) = (c("localhost:1"), c("scope"), c("v"));
+        // SAFETY: `h` is live from `create` until its destroy; strings are valid for each call.
         unsafe {
             let h = (t.prov_transport_create.unwrap())(
                 uri.as_ptr(),
@@ -765,6 +782,7 @@ fn invalid_pem_is_refused_and_keeps_the_previous_value() {
             ("empty", String::new(), String::new()),
             ("garbage", "x".repeat(1 << 20), "y".repeat(1 << 20)),
         ];
+        // SAFETY: `h` is live until its destroy; the strings are valid for each call.
         unsafe {
             for (what, cert, key) in bad {
                 assert_ne!(
@@ -798,6 +816,7 @@ fn one_megabyte_strings_are_refused_or_end_in_a_clean_error() {
     let mb = "a".repeat(1 << 20);
     let emu = emulator(&["long-strings"]);
     for (name, t) in tables() {
+        // SAFETY: the handles are live until their destroy; the strings are valid for each call.
         unsafe {
             let create = t.prov_transport_create.unwrap();
             // 1 MB scope, api version, registration id: refused at open with one short log

@@ -92,6 +92,7 @@ unsafe fn open_with(
     challenge: PROV_TRANSPORT_CHALLENGE_CALLBACK,
 ) -> i32 {
     let n = ptr::null_mut();
+    // SAFETY: `h` is NULL or a live handle from `create`; the strings and callbacks are valid for the call.
     unsafe { (t.prov_transport_open.unwrap())(h, regid, ek, srk, data, n, status, n, challenge, n) }
 }
 
@@ -156,6 +157,7 @@ fn create_refuses_bad_arguments() {
     }
     let h = create(t, SYMM);
     assert!(!h.is_null());
+    // SAFETY: `h` is a live handle from `create`, destroyed once.
     unsafe { (t.prov_transport_destroy.unwrap())(h) };
 }
 
@@ -164,6 +166,7 @@ fn null_handle_is_refused_by_every_slot() {
     for t in tables() {
         let n = ptr::null_mut();
         let regid = c("r");
+        // SAFETY: NULL handles and valid C strings: each slot must refuse them without reading through them.
         unsafe {
             (t.prov_transport_destroy.unwrap())(n);
             (t.prov_transport_dowork.unwrap())(n);
@@ -215,6 +218,7 @@ fn open_checks_then_succeeds_unchanged() {
     let t = tables()[0];
     let regid = c("dev");
     let buf = 8usize as BUFFER_HANDLE; // any non-NULL value: must be refused before use
+                                       // SAFETY: `buf` is never read (open refuses it first); `h` is live from `create` until its destroy.
     unsafe {
         let h = create(t, SYMM);
         let bad = [
@@ -330,6 +334,7 @@ fn open_checks_then_succeeds_unchanged() {
 #[test]
 fn register_and_poll_checks() {
     let t = tables()[1];
+    // SAFETY: `h` is live from `create` until its destroy; the other arguments are NULL or valid.
     unsafe {
         let h = create(t, X509);
         let n = ptr::null_mut();
@@ -363,6 +368,7 @@ fn register_and_poll_checks() {
 #[test]
 fn certificate_proxy_and_option_checks() {
     let t = tables()[0];
+    // SAFETY: `h` is live from `create` until its destroy; strings and options are valid for each call.
     unsafe {
         let h = create(t, X509);
         let junk = c("not a pem");
@@ -459,6 +465,7 @@ fn certificate_proxy_and_option_checks() {
 fn a_panic_becomes_a_failure_and_the_error_path() {
     let t = tables()[0];
     let regid = c("panicky");
+    // SAFETY: `h` is live from `create` until its destroy; strings are valid for each call.
     unsafe {
         let h = create(t, X509);
         assert_eq!(

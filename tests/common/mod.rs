@@ -127,6 +127,7 @@ unsafe extern "C" fn on_data(
 ) {
     let c = ctx(user);
     let text = |p: *const c_char| {
+        // SAFETY: non-NULL, a NUL-terminated string valid during the callback.
         (!p.is_null()).then(|| unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned())
     };
     {
@@ -139,6 +140,7 @@ unsafe extern "C" fn on_data(
     *c.next.borrow_mut() = None;
     if c.device.close_in_callback {
         // The LL client closes the transport from inside this callback.
+        // SAFETY: the live handle this callback belongs to; closing from the callback is allowed.
         unsafe { (table(c).prov_transport_close.unwrap())(c.handle) };
     }
 }
@@ -184,6 +186,7 @@ unsafe extern "C" fn on_challenge(
 ) -> *mut c_char {
     assert!(nonce.is_null() && nonce_len == 0);
     assert_eq!(
+        // SAFETY: the transport passes a NUL-terminated key name.
         unsafe { CStr::from_ptr(key_name) }.to_str().unwrap(),
         "registration"
     );
@@ -215,6 +218,7 @@ unsafe extern "C" fn on_create_json(
 /// The LL client's parse: malloc'd record, members malloc'd, NULL for failures.
 unsafe extern "C" fn on_parse(json: *const c_char, _user: *mut c_void) -> *mut PROV_JSON_INFO {
     use PROV_DEVICE_TRANSPORT_STATUS::*;
+    // SAFETY: the transport passes a NUL-terminated document valid during the call.
     let text = unsafe { CStr::from_ptr(json) }.to_str().unwrap();
     let Ok(v) = serde_json::from_str::<serde_json::Value>(text) else {
         return ptr::null_mut();
@@ -234,6 +238,7 @@ unsafe extern "C" fn on_parse(json: *const c_char, _user: *mut c_void) -> *mut P
     let (op, hub, dev) = match status {
         PROV_DEVICE_TRANSPORT_STATUS_ASSIGNING => {
             let Some(op) = v.get("operationId").and_then(s) else {
+                // SAFETY: `info` came from malloc above and is not used again.
                 unsafe { libc::free(info.cast()) };
                 return ptr::null_mut();
             };
@@ -246,6 +251,7 @@ unsafe extern "C" fn on_parse(json: *const c_char, _user: *mut c_void) -> *mut P
         ),
         _ => (ptr::null_mut(), ptr::null_mut(), ptr::null_mut()),
     };
+    // SAFETY: `info` is a malloc of the record's size; this writes every field.
     unsafe {
         info.write(PROV_JSON_INFO {
             prov_status: status,
@@ -282,6 +288,7 @@ pub fn register(device: &Device, timeout: Duration) -> Outcome {
         Auth::SymmetricKey { .. } => TRANSPORT_HSM_TYPE(2),
     };
     let (uri, scope, api) = (c(&device.uri), c(SCOPE), c(API_VERSION));
+    // SAFETY: the slots get valid C strings, this file's callbacks and `user`, which outlives the handle.
     unsafe {
         let h = (t.prov_transport_create.unwrap())(
             uri.as_ptr(),
