@@ -204,7 +204,7 @@ typedef struct PROV_DEVICE_TRANSPORT_PROVIDER {
 } PROV_DEVICE_TRANSPORT_PROVIDER;
 
 /**
- * The name of the table in the requirement documents (seeds 000 and 001).
+ * The name of the table in the SDK's 2017 requirement documents (docs/spec/releases.md).
  */
 typedef struct PROV_DEVICE_TRANSPORT_PROVIDER PROV_TRANSPORT_PROVIDER;
 

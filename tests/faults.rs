@@ -1,7 +1,7 @@
 //! The fault matrix, end to end: the C ABI driven like the SDK's LL client against the DPS
 //! emulator, for MQTT/TLS and MQTT/WSS. Every fault the emulator can inject (drops at each stage,
 //! slow and silent servers, 5xx and 429 storms, CONNACK and SUBACK refusals) and what
-//! behaviour.md part 2 promises: transient faults are survived by reconnecting (backoff with
+//! docs/spec/behaviour.md part 2 promises: transient faults are survived by reconnecting (backoff with
 //! jitter, re-subscribe, re-send the outstanding request) within the budget set through
 //! `set_option`; a spent budget takes the error path exactly once; refusals are never retried;
 //! nothing is called back after `close` or `destroy`.
@@ -875,7 +875,7 @@ fn ws_5xx_storm_is_survived() {
     storm_5xx(Proto::Ws);
 }
 
-/// A 5xx on every request: each reply is TRANSIENT (behaviour.md part 1) and the LL client
+/// A 5xx on every request: each reply is TRANSIENT (docs/spec/behaviour.md part 1) and the LL client
 /// registers again, but the run of transient replies is bounded by the retry budget
 /// (retry_max_attempts 3 here): after 3 retries the error path, once; the connection itself was
 /// never at fault, so there is one.

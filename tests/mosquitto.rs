@@ -12,7 +12,7 @@
 //!   handshake, with an error line that says so.
 //!
 //! WebSocket subprotocol: the library sends `Sec-WebSocket-Protocol: MQTT`, as the C SDK does
-//! (behaviour.md), and the Azure services accept it; mosquitto's libwebsockets matches the name
+//! (docs/spec/wire.md), and the Azure services accept it; mosquitto's libwebsockets matches the name
 //! case-sensitively and only knows `mqtt`, so it closes the connection without answering
 //! (`No supported protocol "MQTT"` in its log). The test proves that on mosquitto's own WSS
 //! listener (the TLS handshake with the client certificate succeeds there; the upgrade is what is

@@ -1,5 +1,5 @@
 //! The C boundary's own checks, through the real tables: every argument check of
-//! behaviour.md part 1 returns failure and changes nothing; a panic becomes a failure return and
+//! docs/spec/behaviour.md part 1 returns failure and changes nothing; a panic becomes a failure return and
 //! the error path.
 
 use std::cell::Cell;
