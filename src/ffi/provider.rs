@@ -159,8 +159,8 @@ unsafe extern "C" fn create_mqtt_ws(
 ///
 /// # Safety
 /// `handle` is NULL or a value returned by `create` that was not yet given to `destroy`; it
-/// must not be used afterwards. A handle destroyed twice is detected by its tag and refused,
-/// as long as its memory was not reused.
+/// must not be used afterwards (the handle's tag catches some such mistakes: best effort, not
+/// a guarantee).
 unsafe extern "C" fn destroy(handle: PROV_DEVICE_TRANSPORT_HANDLE) {
     guard(
         "prov_transport_destroy",
