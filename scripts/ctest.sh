@@ -15,10 +15,24 @@ cmake -S cmake -B build/cmake -DPMT_CARGO_TARGET_DIR="$PWD/target" >/dev/null
 cmake --build build/cmake
 rm -rf build/prefix
 cmake --install build/cmake --prefix "$PWD/build/prefix" >/dev/null
-readelf -d build/prefix/lib/libprov_mqtt_transport.so.0.1.0 | grep -q 'SONAME.*\[libprov_mqtt_transport.so.0\]'
-[ "$(readlink build/prefix/lib/libprov_mqtt_transport.so)" = libprov_mqtt_transport.so.0 ]
-[ "$(readlink build/prefix/lib/libprov_mqtt_transport.so.0)" = libprov_mqtt_transport.so.0.1.0 ]
+# the links follow the SONAME build.rs set: .so -> .so.N -> .so.X.Y.Z
+version=$(sed -n 's/^version = "\([0-9.]*\)"$/\1/p' Cargo.toml | head -n 1)
+real=libprov_mqtt_transport.so.$version
+soname=$(readelf -d "build/prefix/lib/$real" | sed -n 's/.*Library soname: \[\(.*\)\]/\1/p')
+[ "$soname" = "libprov_mqtt_transport.so.${version%%.*}" ]
+[ "$(readlink build/prefix/lib/libprov_mqtt_transport.so)" = "$soname" ]
+[ "$(readlink "build/prefix/lib/$soname")" = "$real" ]
+# as shipped: stripped, the debug info beside them, the .so pointing at its debug file
+for f in "$real" libprov_mqtt_transport.a; do
+    [ -s "build/prefix/lib/.debug/$f.debug" ] || { echo "no build/prefix/lib/.debug/$f.debug" >&2; exit 1; }
+    if readelf -S "build/prefix/lib/$f" | grep -q '\.debug_'; then
+        echo "build/prefix/lib/$f still carries debug sections" >&2
+        exit 1
+    fi
+done
+readelf -S "build/prefix/lib/$real" | grep -q '\.gnu_debuglink'
 echo "installed: $(cd build/prefix && find . -type f -o -type l | sort | tr '\n' ' ')"
+echo "sizes (bytes): $(cd build/prefix/lib && stat -c '%n %s' "$real" libprov_mqtt_transport.a .debug/* | tr '\n' ';')"
 
 echo "== pkg-config: the C sample built with the installed .pc"
 export PKG_CONFIG_PATH="$PWD/build/prefix/lib/pkgconfig"
@@ -34,6 +48,8 @@ if ldd build/prov_dev_sample_static | grep -q libprov_mqtt_transport; then
     echo "build/prov_dev_sample_static should not need libprov_mqtt_transport.so" >&2
     exit 1
 fi
+strip -o build/prov_dev_sample_static.stripped build/prov_dev_sample_static
+echo "the C sample linked statically: $(stat -c %s build/prov_dev_sample_static.stripped) bytes stripped"
 echo "pkg-config prov_mqtt_transport $(pkg-config --modversion prov_mqtt_transport): OK (shared and static)"
 
 echo "== ctest/REQUIREMENTS.md names every C test, and every test it names exists"
