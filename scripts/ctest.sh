@@ -52,6 +52,28 @@ strip -o build/prov_dev_sample_static.stripped build/prov_dev_sample_static
 echo "the C sample linked statically: $(stat -c %s build/prov_dev_sample_static.stripped) bytes stripped"
 echo "pkg-config prov_mqtt_transport $(pkg-config --modversion prov_mqtt_transport): OK (shared and static)"
 
+echo "== the package refuses an SDK older than LTS_07_2019 in the same build (11-slot table)"
+sdk=build/fake-sdk
+for release in 2018 2019; do
+    rm -rf "$sdk" && mkdir -p "$sdk/inc/azure_prov_client/internal"
+    if [ $release = 2018 ]; then args="PROV_DEVICE_TRANSPORT_STATUS transport_status, void* user_ctx"
+    else args="PROV_DEVICE_TRANSPORT_STATUS transport_status, uint32_t retry_interval, void* user_ctx"; fi
+    echo "typedef void(*PROV_DEVICE_TRANSPORT_STATUS_CALLBACK)($args);" >"$sdk/inc/azure_prov_client/internal/prov_transport_private.h"
+    cat >"$sdk/CMakeLists.txt" <<SDK
+cmake_minimum_required(VERSION 3.16)
+project(fake_sdk_app C)
+add_library(prov_device_ll_client INTERFACE)
+target_include_directories(prov_device_ll_client INTERFACE \${CMAKE_CURRENT_SOURCE_DIR}/inc)
+find_package(prov_mqtt_transport CONFIG REQUIRED)
+SDK
+    if cmake -S "$sdk" -B "$sdk/build" -Dprov_mqtt_transport_DIR="$PWD/build/prefix/lib/cmake/prov_mqtt_transport" >"$sdk.log" 2>&1; then
+        [ $release = 2019 ] || { echo "the package accepted a $release SDK" >&2; exit 1; }
+    else
+        [ $release = 2018 ] && grep -q "older than LTS_07_2019" "$sdk.log" || { cat "$sdk.log" >&2; exit 1; }
+    fi
+done
+echo "an SDK with the 2018 status callback is refused at configure time; the 2019 one is accepted"
+
 echo "== ctest/REQUIREMENTS.md names every C test, and every test it names exists"
 tests=$(grep -ohE '^TEST\([A-Za-z0-9_]+\)' ctest/*.c | sed 's/TEST(\(.*\))/\1/' | sort -u)
 named=$(grep -oE '`[A-Za-z0-9_]+`' ctest/REQUIREMENTS.md | tr -d '`' | sort -u)
