@@ -9,7 +9,8 @@
 //!    registration assigned, a reconnect scheduled) are not printed.
 //!
 //! Repeated lines are rate-limited per call site and handle ([`Limiter`]), and a later line
-//! says how many were suppressed, so a server flooding us cannot flood the log. Secrets never
+//! says how many were suppressed, so a server flooding us cannot flood the log; the C
+//! boundary's refusals (one line per refused call) are not limited. Secrets never
 //! reach this module: callers log [`crate::secret::Secret`] only through its redacting `Display`.
 
 use std::collections::HashMap;
@@ -54,6 +55,11 @@ pub fn set_sink(sink: impl Fn(Level, &str) + Send + Sync + 'static) {
 /// Writes one line (through the macros, which supply `site`).
 pub fn line(level: Level, site: Site, context: &str, message: std::fmt::Arguments<'_>) {
     let text = message.to_string();
+    // The C boundary's lines each answer one call the application made (a refused argument, a
+    // dead handle): every refused call keeps its line.
+    if site.file.contains("src/ffi/") {
+        return deliver(level, site, context, &text);
+    }
     let (verdict, reports) = {
         let mut limiter = LIMITER.lock();
         limiter
