@@ -45,6 +45,9 @@ cargo test --workspace
 echo "== the C harness: CMake package, pkg-config, ctest (plain, valgrind, ASan+UBSan)"
 scripts/ctest.sh plain valgrind asan
 
+echo "== the CMake package's cross-build path (a toolchain file naming the host's triple)"
+scripts/cross-check.sh
+
 echo "== 1,000 create/open/register/close/destroy cycles: RSS, fds and threads stay flat"
 scripts/cycles.sh
 

@@ -156,16 +156,16 @@ impl Pki {
 
     /// Writes `root-ca.pem`, `intermediate-ca.pem`, `server-chain.pem`, `server-key.pem`,
     /// `device-<id>.pem` (leaf + intermediate) and `device-<id>-key.pem` into `dir`
-    /// (created if missing).
+    /// (created if missing). The private keys are readable by their owner only (0600).
     pub fn write_to(&self, dir: &Path) -> io::Result<()> {
         std::fs::create_dir_all(dir)?;
         std::fs::write(dir.join(ROOT_CA), &self.root_ca_pem)?;
         std::fs::write(dir.join(INTERMEDIATE_CA), &self.intermediate_ca_pem)?;
         std::fs::write(dir.join(SERVER_CHAIN), &self.server_chain_pem)?;
-        std::fs::write(dir.join(SERVER_KEY), &self.server_key_pem)?;
+        write_private(&dir.join(SERVER_KEY), &self.server_key_pem)?;
         for (id, d) in &self.devices {
             std::fs::write(dir.join(format!("device-{id}.pem")), &d.cert_chain_pem)?;
-            std::fs::write(dir.join(format!("device-{id}-key.pem")), &d.key_pem)?;
+            write_private(&dir.join(format!("device-{id}-key.pem")), &d.key_pem)?;
         }
         Ok(())
     }
@@ -207,6 +207,26 @@ impl Pki {
             server_key_pem: read(SERVER_KEY)?,
             devices,
         })
+    }
+}
+
+/// Writes a private key with mode 0600, also over an existing file that had wider permissions.
+fn write_private(path: &Path, text: &str) -> io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        options.mode(0o600);
+        let mut f = options.open(path)?;
+        // `mode` applies only when the file is created
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        f.write_all(text.as_bytes())
+    }
+    #[cfg(not(unix))]
+    {
+        options.open(path)?.write_all(text.as_bytes())
     }
 }
 

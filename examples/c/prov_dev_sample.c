@@ -7,7 +7,8 @@
  *   prov_dev_sample [--ws] --uri HOST[:PORT] --scope SCOPE --registration-id ID --trusted-ca FILE
  *                   (--cert FILE --key FILE | --sas-token TOKEN) [--trace]
  *
- * Prints "assigned hub=<hub> device=<id>" and exits 0 on success.
+ * Prints "assigned hub=<hub> device=<id>" and exits 0 on success: the IoT hub DPS assigned the
+ * device to (against the local emulator, the emulator's made-up emulated-hub.azure-devices.net).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -147,6 +148,8 @@ static PROV_JSON_INFO* on_parse(const char* json, void* ctx) {
 }
 
 int main(int argc, char** argv) {
+    /* one line at a time, so that our lines and the library's (stderr) keep their order in a pipe */
+    setvbuf(stdout, NULL, _IOLBF, 0);
     const char *uri = NULL, *scope = NULL, *ca = NULL, *cert = NULL, *key = NULL;
     int ws = 0, trace = 0;
     DEVICE d;
