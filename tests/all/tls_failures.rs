@@ -336,14 +336,6 @@ impl Drop for OpenSsl {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// `openssl s_server` limited to one old version (`-tls1` or `-tls1_1`); None when openssl is
 /// not installed.
 fn old_tls_server(version_flag: &str, cert: &str, key: &str) -> Option<OpenSsl> {
