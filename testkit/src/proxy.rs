@@ -18,7 +18,7 @@ impl Drop for Tinyproxy {
 }
 
 /// Starts tinyproxy; `extra` are more configuration lines. Call
-/// [`crate::require_tool`]`(.., "tinyproxy")` first.
+/// [`crate::require_tool`]`("tinyproxy")` first.
 pub fn tinyproxy(name: &str, password: &str, extra: &str) -> Tinyproxy {
     let port = crate::free_port();
     let dir = std::env::temp_dir().join(format!("prov-proxy-{name}-{}-{port}", std::process::id()));

@@ -13,7 +13,7 @@ use testkit::*;
 
 /// tinyproxy with basic auth user/secret; None (skipped) when it is not installed.
 fn proxy(name: &str, extra: &str) -> Option<Tinyproxy> {
-    require_tool(name, "tinyproxy").then(|| tinyproxy(name, "secret", extra))
+    require_tool("tinyproxy").then(|| tinyproxy(name, "secret", extra))
 }
 
 fn device_via(emu: &Emulator, ws: bool, regid: &str, proxy_port: u16, password: &str) -> Device {

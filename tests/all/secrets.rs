@@ -174,7 +174,7 @@ fn basic_auth(user: &str, password: &str) -> String {
 
 /// None (skipped) without tinyproxy.
 fn x509_via_proxy(ws: bool, regid: &str, password: &str) -> Option<Outcome> {
-    if !require_tool(regid, "tinyproxy") {
+    if !require_tool("tinyproxy") {
         return None;
     }
     let proxy = tinyproxy("secrets", PROXY_PASSWORD, "");
