@@ -62,6 +62,7 @@ fn null_for_every_pointer_parameter_of_every_slot_of_both_tables() {
         let (name, t) = (proto.name(), proto.table());
         let (uri, scope, api, regid) = (c("localhost:1"), c("scope"), c("v"), c("r"));
         let n = ptr::null_mut::<c_void>();
+        // SAFETY: NULL or valid C strings and handles from `create`: every bad argument must be refused before use.
         unsafe {
             // create: each string NULL
             let create = t.prov_transport_create.unwrap();
@@ -339,6 +340,7 @@ fn wrong_option_names_and_values_are_refused_and_change_nothing() {
     for proto in Proto::BOTH {
         let (name, t) = (proto.name(), proto.table());
         let (uri, scope, api) = (c("localhost:1"), c("scope"), c("v"));
+        // SAFETY: valid C strings; the handle from `create` is live until its destroy; option values point to locals of the right type.
         unsafe {
             let h = (t.prov_transport_create.unwrap())(
                 uri.as_ptr(),
@@ -467,6 +469,7 @@ fn invalid_pem_is_refused_and_keeps_the_previous_value() {
             ("empty", String::new(), String::new()),
             ("garbage", "x".repeat(1 << 20), "y".repeat(1 << 20)),
         ];
+        // SAFETY: valid C strings and the handle from `create`, live until its destroy.
         unsafe {
             for (what, cert, key) in bad {
                 assert_ne!(
