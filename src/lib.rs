@@ -22,6 +22,7 @@ pub mod net;
 pub mod options;
 pub mod secret;
 pub mod session;
+pub mod trace;
 pub mod transport;
 
 pub use error::Error;

@@ -3,14 +3,19 @@
 //! argument, never read here, so every transition can be driven by a test table.
 #![forbid(unsafe_code)]
 
+mod budget;
+mod handshake;
 mod machine;
 mod policy;
+mod reply;
+mod timers;
+mod types;
 
-pub use machine::{
-    describe, Auth, Callout, NetAction, NetEvent, Outcome, Parsed, ReplyStatus, Session, Settings,
-    Ticket,
-};
+pub use machine::Session;
 pub use policy::RetryPolicy;
+pub use types::{
+    Auth, Callout, NetAction, NetEvent, Outcome, Parsed, ReplyStatus, Settings, Ticket,
+};
 
 #[cfg(test)]
 mod tests;
