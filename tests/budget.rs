@@ -314,50 +314,54 @@ fn a_connect_that_never_completes_is_cut_at_the_budget() {
     }
 }
 
+/// A transient reply to every request: 429 with retry-after 5 (`throttle`), or 500.
+fn storm_case(proto: Proto, budget: u32, throttle: bool) -> Box<dyn FnOnce() -> Row + Send> {
+    Box::new(move || {
+        let regid = format!("storm-{budget}-{}", proto.name()).to_lowercase();
+        let scenario = match throttle {
+            true => Scenario {
+                throttle_429: 1000,
+                retry_after: Some(5),
+                ..Scenario::default()
+            },
+            false => Scenario {
+                error: Some(ErrorReply {
+                    status: 500,
+                    error_code: 500000,
+                    message: "Internal error".into(),
+                    on: Stage::Register,
+                    times: None,
+                }),
+                ..Scenario::default()
+            },
+        };
+        let emu = emulator(&regid, scenario);
+        let options = [("retry_max_secs", budget), ("retry_max_attempts", 100)];
+        let outcome = register(&device(&emu, proto, &regid, &options), DRIVER_TIMEOUT);
+        Row {
+            case: match throttle {
+                true => "429 (retry-after 5) to every request".into(),
+                false => "500 to every register request".into(),
+            },
+            proto,
+            budget,
+            reply_timeout: 30,
+            to_outcome: outcome.elapsed,
+            connections: emu.connections_accepted(),
+            outcome,
+            regid,
+        }
+    })
+}
+
 /// 429 with retry-after 5 to every request, budget 2 s: the deadline passes while the LL
 /// client waits to register again. 500 (retry-after 1) to every register request, budget 6 s.
 #[test]
 fn a_transient_storm_ends_within_the_budget() {
-    let mut cases: Vec<Box<dyn FnOnce() -> Row + Send>> = Vec::new();
+    let mut cases = Vec::new();
     for proto in BOTH {
-        for (budget, throttle) in [(2, true), (6, false)] {
-            cases.push(Box::new(move || {
-                let regid = format!("storm-{budget}-{}", proto.name()).to_lowercase();
-                let scenario = match throttle {
-                    true => Scenario {
-                        throttle_429: 1000,
-                        retry_after: Some(5),
-                        ..Scenario::default()
-                    },
-                    false => Scenario {
-                        error: Some(ErrorReply {
-                            status: 500,
-                            error_code: 500000,
-                            message: "Internal error".into(),
-                            on: Stage::Register,
-                            times: None,
-                        }),
-                        ..Scenario::default()
-                    },
-                };
-                let emu = emulator(&regid, scenario);
-                let options = [("retry_max_secs", budget), ("retry_max_attempts", 100)];
-                let outcome = register(&device(&emu, proto, &regid, &options), DRIVER_TIMEOUT);
-                Row {
-                    case: match throttle {
-                        true => "429 (retry-after 5) to every request".into(),
-                        false => "500 to every register request".into(),
-                    },
-                    proto,
-                    budget,
-                    reply_timeout: 30,
-                    to_outcome: outcome.elapsed,
-                    connections: emu.connections_accepted(),
-                    outcome,
-                    regid,
-                }
-            }));
-        }
+        cases.push(storm_case(proto, 2, true));
+        cases.push(storm_case(proto, 6, false));
     }
     for row in run_all(cases) {
         row.assert_spent(true);

@@ -704,7 +704,6 @@ fn drive(server: Server, reply_timeout: u64, budget: u64, attempts: u32, secs: u
         max_delay: Duration::from_secs(30),
     };
     let start = r.now;
-    let step = Duration::from_millis(50);
     let mut run = Run::default();
     let mut register_at = Some(start);
     for _ in 0..secs * 20 {
@@ -712,7 +711,7 @@ fn drive(server: Server, reply_timeout: u64, budget: u64, attempts: u32, secs: u
             register_at = None;
             r.s.register().unwrap();
         }
-        r.advance(step);
+        r.advance(Duration::from_millis(50));
         loop {
             let (acts, callouts) = (r.net(), r.callouts());
             if acts.is_empty() && callouts.is_empty() {
@@ -720,35 +719,7 @@ fn drive(server: Server, reply_timeout: u64, budget: u64, attempts: u32, secs: u
             }
             let since = r.now - start;
             for a in acts {
-                match (a, server) {
-                    (Act::Connect, _) => run.connects += 1,
-                    (Act::Disconnect { graceful: false }, _) => {
-                        run.first_fault.get_or_insert(since);
-                    }
-                    (
-                        Act::Send(Packet::Subscribe(s)),
-                        Server::Silent | Server::Unavailable { .. },
-                    ) => {
-                        r.packet(Packet::ConnAck(ConnAck::new(
-                            ConnectReturnCode::Success,
-                            false,
-                        )));
-                        r.packet(Packet::SubAck(SubAck::new(
-                            s.pkid,
-                            vec![SubscribeReasonCode::Success(QoS::AtLeastOnce)],
-                        )));
-                    }
-                    (Act::Send(Packet::Publish(p)), Server::Unavailable { retry_after }) => {
-                        let rid = p.topic.rsplit("$rid=").next().unwrap().to_owned();
-                        r.reply(
-                            &format!(
-                                "$dps/registrations/res/503/?$rid={rid}&retry-after={retry_after}"
-                            ),
-                            "{}",
-                        );
-                    }
-                    _ => {}
-                }
+                serve(&mut r, server, &mut run, since, a);
             }
             for c in callouts {
                 match c {
@@ -768,6 +739,34 @@ fn drive(server: Server, reply_timeout: u64, budget: u64, attempts: u32, secs: u
         }
     }
     run
+}
+
+/// The scripted server's answer to one action of the session.
+fn serve(r: &mut Rig, server: Server, run: &mut Run, since: Duration, action: Act) {
+    match (action, server) {
+        (Act::Connect, _) => run.connects += 1,
+        (Act::Disconnect { graceful: false }, _) => {
+            run.first_fault.get_or_insert(since);
+        }
+        (Act::Send(Packet::Subscribe(s)), Server::Silent | Server::Unavailable { .. }) => {
+            r.packet(Packet::ConnAck(ConnAck::new(
+                ConnectReturnCode::Success,
+                false,
+            )));
+            r.packet(Packet::SubAck(SubAck::new(
+                s.pkid,
+                vec![SubscribeReasonCode::Success(QoS::AtLeastOnce)],
+            )));
+        }
+        (Act::Send(Packet::Publish(p)), Server::Unavailable { retry_after }) => {
+            let rid = p.topic.rsplit("$rid=").next().unwrap().to_owned();
+            r.reply(
+                &format!("$dps/registrations/res/503/?$rid={rid}&retry-after={retry_after}"),
+                "{}",
+            );
+        }
+        _ => {}
+    }
 }
 
 #[test]
