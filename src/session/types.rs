@@ -69,11 +69,12 @@ pub enum Callout {
         status: ReplyStatus,
         retry_after: u32,
     },
-    /// Call `reg_challenge_cb(NULL, 0, "registration")` and answer with [`Session::credentials`].
+    /// Call `reg_challenge_cb(NULL, 0, "registration")` and answer with
+    /// [`super::Session::credentials`].
     Credentials(Ticket),
-    /// Call `json_create_cb(NULL, NULL)` and answer with [`Session::payload`].
+    /// Call `json_create_cb(NULL, NULL)` and answer with [`super::Session::payload`].
     Payload(Ticket),
-    /// Call `json_parse_cb(json)` and answer with [`Session::parsed`].
+    /// Call `json_parse_cb(json)` and answer with [`super::Session::parsed`].
     Parse { ticket: Ticket, json: String },
     /// `error_cb(PROV_DEVICE_ERROR_KEY_FAIL)`.
     KeyFail,
