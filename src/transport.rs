@@ -34,18 +34,7 @@ impl Transport {
         api_version: &str,
     ) -> Result<Transport, Error> {
         let endpoint = Endpoint::parse(uri, flavor.default_port())?;
-        if scope.is_empty() {
-            return Err(Error::InvalidArgument {
-                what: "scope_id",
-                why: "is empty".into(),
-            });
-        }
-        if api_version.is_empty() {
-            return Err(Error::InvalidArgument {
-                what: "api_version",
-                why: "is empty".into(),
-            });
-        }
+        crate::dps::ids::check_create(scope, api_version)?;
         Ok(Transport {
             flavor,
             endpoint,
@@ -72,12 +61,6 @@ impl Transport {
     }
 
     pub fn open(&mut self, registration_id: &str) -> Result<(), Error> {
-        if registration_id.is_empty() {
-            return Err(Error::InvalidArgument {
-                what: "registration_id",
-                why: "is empty".into(),
-            });
-        }
         self.session.open(registration_id)
     }
 
@@ -213,9 +196,9 @@ impl Transport {
                         Err(e) => self.session.connect_failed(now, e),
                     }
                 }
-                crate::session::NetAction::Send(packet) => {
+                crate::session::NetAction::Send(wire) => {
                     if let Some(link) = &self.link {
-                        link.send(packet);
+                        link.send(wire.into_packet());
                     }
                 }
                 crate::session::NetAction::Disconnect { graceful } => {

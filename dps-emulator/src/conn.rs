@@ -426,7 +426,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             return Err("scenario drop_after connect: dropped without CONNACK".into());
         }
         if let Some(code) = self.scenario.connack_refuse {
-            return self.refuse(code, "scenario connack_refuse".into()).await;
+            match self.scenario.connack_times {
+                Some(times) if n > u64::from(times) => {}
+                _ => return self.refuse(code, "scenario connack_refuse".into()).await,
+            }
         }
         self.keep_alive = (c.keep_alive > 0).then(|| Duration::from_secs(u64::from(c.keep_alive)));
         self.send(Packet::ConnAck(ConnAck::new(

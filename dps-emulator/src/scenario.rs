@@ -123,6 +123,9 @@ pub struct Scenario {
     pub final_status: Final,
     /// Refuse CONNECT with this CONNACK return code (1..=5).
     pub connack_refuse: Option<u8>,
+    /// With `connack_refuse`: refuse only the first N connections of this registration id
+    /// (then accept); `None` = every one.
+    pub connack_times: Option<u32>,
     /// Answer SUBSCRIBE with the failure code 0x80.
     pub suback_fail: bool,
     /// Close the connection when a stage is reached, without answering.
@@ -153,6 +156,7 @@ impl Default for Scenario {
             error: None,
             final_status: Final::Assigned,
             connack_refuse: None,
+            connack_times: None,
             suback_fail: false,
             drop_after: None,
             delay_ms: 0,
@@ -184,13 +188,14 @@ mod tests {
             r#"{"retry_after":3,"polls_before_assigned":0,"throttle_429":2,
                 "error":{"status":401,"error_code":401002,"message":"no","on":"poll","times":1},
                 "final_status":{"failed":{"error_code":400209,"message":"x"}},
-                "connack_refuse":5,"suback_fail":true,
+                "connack_refuse":5,"connack_times":2,"suback_fail":true,
                 "drop_after":{"stage":"subscribe","always":true},
                 "delay_ms":10,"latency_ms":20,"never_reply":true,"reordered_query":true,
                 "assigned_hub":"h","device_id":"d"}"#,
         )
         .unwrap();
         assert_eq!(s.error.as_ref().unwrap().on, Stage::Poll);
+        assert_eq!((s.connack_refuse, s.connack_times), (Some(5), Some(2)));
         assert_eq!(
             s.drop_after,
             Some(DropAfter {

@@ -5,6 +5,7 @@
 //!
 //! `cargo test --test all faults::` runs one module.
 
+mod budget;
 mod e2e;
 mod faults;
 mod hostile_caller;
