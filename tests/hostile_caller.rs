@@ -2,330 +2,43 @@
 //! NULL for every pointer parameter of every slot, calls out of order (register before open,
 //! dowork and get_op_status after close, close before open, double close, open again after a
 //! close, dowork / close / destroy from inside callbacks), wrong option names and value types,
-//! invalid PEM (which must leave the previous value in place), and 1 MB strings. Complements
-//! the argument checks of src/ffi/tests.rs (those run on one table each; these run on both and
-//! go on to a real registration against the emulator where a state change must be proven).
+//! invalid PEM (which must leave the previous value in place), and 1 MB strings. This is the
+//! Rust home of the argument checks on both tables (the C harness is the home of what a C
+//! customer observes: one log line per refusal, ctest/REQUIREMENTS.md); where a state change
+//! must be proven, the test goes on to a real registration against the emulator.
 
-mod common;
-
-use std::cell::RefCell;
-use std::ffi::{CStr, CString};
-use std::os::raw::{c_char, c_uchar, c_void};
+use std::ffi::CString;
+use std::os::raw::c_void;
 use std::ptr;
 use std::time::{Duration, Instant};
 
-use dps_emulator::pki::Pki;
-use dps_emulator::{Config, Emulator};
+use dps_emulator::Emulator;
 use prov_mqtt_transport::ffi::*;
+use testkit::driver::{on_challenge, on_create_json as on_create, on_data, on_parse, on_status};
+use testkit::*;
 use PROV_DEVICE_TRANSPORT_RESULT::*;
 use PROV_DEVICE_TRANSPORT_STATUS::*;
 
 const X509: TRANSPORT_HSM_TYPE = TRANSPORT_HSM_TYPE(1);
 const SYMM: TRANSPORT_HSM_TYPE = TRANSPORT_HSM_TYPE(2);
-const SCOPE: &str = common::SCOPE;
-
-type Table = &'static PROV_DEVICE_TRANSPORT_PROVIDER;
-
-fn tables() -> [(&'static str, Table); 2] {
-    // SAFETY: the entry points return static tables.
-    unsafe {
-        [
-            ("MQTT", &*Prov_Device_MQTT_Protocol()),
-            ("WSS", &*Prov_Device_MQTT_WS_Protocol()),
-        ]
-    }
-}
 
 fn c(s: &str) -> CString {
     CString::new(s).unwrap()
 }
 
-/// What to do from inside a callback.
-#[derive(Clone, Copy, PartialEq, Debug)]
-enum Then {
-    Nothing,
-    /// register from the CONNECTED status callback (the LL client's way)
-    Register,
-    Close,
-    Destroy,
-    /// call dowork again, re-entrantly
-    DoWork,
+fn uri(emu: &Emulator, proto: Proto) -> String {
+    format!("localhost:{}", proto.port(emu))
 }
 
-/// What the callbacks saw, and what they should do. Passed as every context.
-struct Rec {
-    t: Table,
-    h: PROV_DEVICE_TRANSPORT_HANDLE,
-    regid: String,
-    on_connected: Then,
-    on_data: Then,
-    statuses: Vec<(PROV_DEVICE_TRANSPORT_STATUS, u32)>,
-    data: Vec<PROV_DEVICE_TRANSPORT_RESULT>,
-    hub: Option<String>,
-    errors: Vec<PROV_DEVICE_TRANSPORT_ERROR>,
-    next_poll: Option<Instant>,
-    destroyed: bool,
-    /// callbacks after destroy (must stay 0)
-    late: usize,
-    reentered: usize,
-}
-
-fn rec<'a>(p: *mut c_void) -> &'a RefCell<Rec> {
-    // SAFETY: every context is the test's live RefCell<Rec>.
-    unsafe { &*(p as *const RefCell<Rec>) }
-}
-
-unsafe fn act(r: &RefCell<Rec>, then: Then) {
-    let (t, h) = {
-        let b = r.borrow();
-        (b.t, b.h)
-    };
-    let ctx = r as *const RefCell<Rec> as *mut c_void;
-    unsafe {
-        match then {
-            Then::Nothing => {}
-            Then::Register => assert_eq!(
-                (t.prov_transport_register.unwrap())(h, Some(on_parse), Some(on_create), ctx),
-                0
-            ),
-            Then::Close => assert_eq!((t.prov_transport_close.unwrap())(h), 0),
-            Then::Destroy => {
-                r.borrow_mut().destroyed = true;
-                (t.prov_transport_destroy.unwrap())(h)
-            }
-            Then::DoWork => {
-                r.borrow_mut().reentered += 1;
-                (t.prov_transport_dowork.unwrap())(h)
-            }
-        }
-    }
-}
-
-unsafe extern "C" fn on_data(
-    result: PROV_DEVICE_TRANSPORT_RESULT,
-    _key: BUFFER_HANDLE,
-    hub: *const c_char,
-    _device: *const c_char,
-    user: *mut c_void,
-) {
-    let r = rec(user);
-    let then = {
-        let mut b = r.borrow_mut();
-        if b.destroyed {
-            b.late += 1;
-        }
-        b.data.push(result);
-        b.hub = (!hub.is_null()).then(|| {
-            unsafe { CStr::from_ptr(hub) }
-                .to_string_lossy()
-                .into_owned()
-        });
-        b.on_data
-    };
-    unsafe { act(r, then) };
-}
-
-unsafe extern "C" fn on_status(
-    status: PROV_DEVICE_TRANSPORT_STATUS,
-    retry: u32,
-    user: *mut c_void,
-) {
-    let r = rec(user);
-    let then = {
-        let mut b = r.borrow_mut();
-        if b.destroyed {
-            b.late += 1;
-        }
-        b.statuses.push((status, retry));
-        if status == PROV_DEVICE_TRANSPORT_STATUS_ASSIGNING {
-            b.next_poll = Some(Instant::now() + Duration::from_secs(u64::from(retry)));
-        }
-        match status {
-            PROV_DEVICE_TRANSPORT_STATUS_CONNECTED => b.on_connected,
-            _ => Then::Nothing,
-        }
-    };
-    unsafe { act(r, then) };
-}
-
-unsafe extern "C" fn on_error(error: PROV_DEVICE_TRANSPORT_ERROR, user: *mut c_void) {
-    if !user.is_null() {
-        rec(user).borrow_mut().errors.push(error);
-    }
-}
-
-unsafe extern "C" fn on_challenge(
-    _: *const c_uchar,
-    _: usize,
-    _: *const c_char,
-    _: *mut c_void,
-) -> *mut c_char {
-    ptr::null_mut()
-}
-
-unsafe extern "C" fn on_create(
-    _: *const c_char,
-    _: *const c_char,
-    user: *mut c_void,
-) -> *mut c_char {
-    let body = serde_json::json!({ "registrationId": rec(user).borrow().regid }).to_string();
-    unsafe { libc::strdup(c(&body).as_ptr()) }
-}
-
-/// The LL client's parse, reduced: assigning (with operation id) and assigned.
-unsafe extern "C" fn on_parse(json: *const c_char, _: *mut c_void) -> *mut PROV_JSON_INFO {
-    let text = unsafe { CStr::from_ptr(json) }.to_str().unwrap();
-    let v: serde_json::Value = match serde_json::from_str(text) {
-        Ok(v) => v,
-        Err(_) => return ptr::null_mut(),
-    };
-    let dup =
-        |s: Option<&str>| s.map_or(ptr::null_mut(), |s| unsafe { libc::strdup(c(s).as_ptr()) });
-    let (status, op, hub) = match v["status"].as_str() {
-        Some("assigning") => (
-            PROV_DEVICE_TRANSPORT_STATUS_ASSIGNING,
-            dup(v["operationId"].as_str()),
-            ptr::null_mut(),
-        ),
-        Some("assigned") => (
-            PROV_DEVICE_TRANSPORT_STATUS_ASSIGNED,
-            ptr::null_mut(),
-            dup(v["registrationState"]["assignedHub"].as_str()),
-        ),
-        _ => return ptr::null_mut(),
-    };
-    unsafe {
-        let info = libc::malloc(std::mem::size_of::<PROV_JSON_INFO>()) as *mut PROV_JSON_INFO;
-        info.write(PROV_JSON_INFO {
-            prov_status: status,
-            operation_id: op,
-            authorization_key: ptr::null_mut(),
-            key_name: ptr::null_mut(),
-            iothub_uri: hub,
-            device_id: ptr::null_mut(),
-        });
-        info
-    }
-}
-
-fn emulator(devices: &[&str]) -> Emulator {
-    let mut cfg = Config::ephemeral().with_pki(Pki::generate(devices));
-    cfg.log_to_stderr = false;
-    Emulator::start(cfg).expect("emulator starts")
-}
-
-fn uri(emu: &Emulator, name: &str) -> String {
-    let port = match name {
-        "MQTT" => emu.mqtt_addr().port(),
-        _ => emu.ws_addr().port(),
-    };
-    format!("localhost:{port}")
-}
-
-/// create + trusted CA + the device's certificate; the Rec is the context of every callback.
-fn x509_handle(emu: &Emulator, name: &str, t: Table, regid: &str) -> Box<RefCell<Rec>> {
-    let r = Box::new(RefCell::new(Rec {
-        t,
-        h: ptr::null_mut(),
-        regid: regid.into(),
-        on_connected: Then::Register,
-        on_data: Then::Nothing,
-        statuses: vec![],
-        data: vec![],
-        hub: None,
-        errors: vec![],
-        next_poll: None,
-        destroyed: false,
-        late: 0,
-        reentered: 0,
-    }));
-    let ctx = &*r as *const RefCell<Rec> as *mut c_void;
-    let (u, s, a) = (c(&uri(emu, name)), c(SCOPE), c(common::API_VERSION));
-    let d = emu.pki().device(regid).unwrap();
-    unsafe {
-        let h = (t.prov_transport_create.unwrap())(
-            u.as_ptr(),
-            X509,
-            s.as_ptr(),
-            a.as_ptr(),
-            Some(on_error),
-            ctx,
-        );
-        assert!(!h.is_null());
-        r.borrow_mut().h = h;
-        assert_eq!(
-            (t.prov_transport_trusted_cert.unwrap())(h, c(&emu.pki().root_ca_pem).as_ptr()),
-            0
-        );
-        assert_eq!(
-            (t.prov_transport_x509_cert.unwrap())(
-                h,
-                c(&d.cert_chain_pem).as_ptr(),
-                c(&d.key_pem).as_ptr()
-            ),
-            0
-        );
-        let budget: u32 = 1;
-        assert_eq!(
-            (t.prov_transport_set_option.unwrap())(
-                h,
-                c("retry_max_attempts").as_ptr(),
-                &budget as *const u32 as *const c_void
-            ),
-            0
-        );
-    }
-    r
-}
-
-unsafe fn open(r: &RefCell<Rec>, regid: &str) -> i32 {
-    let (t, h) = (r.borrow().t, r.borrow().h);
-    let ctx = r as *const RefCell<Rec> as *mut c_void;
-    let id = c(regid);
-    unsafe {
-        (t.prov_transport_open.unwrap())(
-            h,
-            id.as_ptr(),
-            ptr::null_mut(),
-            ptr::null_mut(),
-            Some(on_data),
-            ctx,
-            Some(on_status),
-            ctx,
-            Some(on_challenge),
-            ctx,
-        )
-    }
-}
-
-/// dowork until a data callback (or the handle is destroyed, or `limit`), polling after
-/// ASSIGNING as the LL client does.
-unsafe fn pump(r: &RefCell<Rec>, limit: Duration) {
-    let started = Instant::now();
-    while started.elapsed() < limit {
-        let (t, h, done, poll) = {
-            let b = r.borrow();
-            (b.t, b.h, !b.data.is_empty() || b.destroyed, b.next_poll)
-        };
-        if done {
-            return;
-        }
-        unsafe { (t.prov_transport_dowork.unwrap())(h) };
-        if poll.is_some_and(|at| Instant::now() >= at) {
-            r.borrow_mut().next_poll = None;
-            assert_eq!(unsafe { (t.prov_transport_get_op_status.unwrap())(h) }, 0);
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}
-
-unsafe fn dowork_for(r: &RefCell<Rec>, d: Duration) {
-    let started = Instant::now();
-    while started.elapsed() < d {
-        let (t, h) = (r.borrow().t, r.borrow().h);
-        unsafe { (t.prov_transport_dowork.unwrap())(h) };
-        std::thread::sleep(Duration::from_millis(2));
-    }
+/// A handle with the trusted CA, the device's certificate and a budget of one reconnect; it
+/// registers from inside the CONNECTED callback and leaves the handle open in the data callback.
+fn x509_handle(emu: &Emulator, proto: Proto, regid: &str) -> Ll {
+    let mut d = Device::x509_on(emu, proto, regid)
+        .trace(false)
+        .options(&[("retry_max_attempts", 1)]);
+    d.on_connected = Then::Register;
+    d.on_data = Then::Nothing;
+    Ll::create(&d)
 }
 
 const LIMIT: Duration = Duration::from_secs(20);
@@ -334,8 +47,9 @@ const LIMIT: Duration = Duration::from_secs(20);
 
 #[test]
 fn null_for_every_pointer_parameter_of_every_slot_of_both_tables() {
-    common::capture_logs();
-    for (name, t) in tables() {
+    capture_logs();
+    for proto in Proto::BOTH {
+        let (name, t) = (proto.name(), proto.table());
         let (uri, scope, api, regid) = (c("localhost:1"), c("scope"), c("v"), c("r"));
         let n = ptr::null_mut::<c_void>();
         unsafe {
@@ -349,6 +63,18 @@ fn null_for_every_pointer_parameter_of_every_slot_of_both_tables() {
             ] {
                 assert!(create(u, X509, s, a, None, n).is_null(), "{name}");
             }
+            // not NULL, but no credential type, and a URL where a host name belongs
+            for hsm in [
+                TRANSPORT_HSM_TYPE(0),
+                TRANSPORT_HSM_TYPE(3),
+                TRANSPORT_HSM_TYPE(u32::MAX),
+            ] {
+                let h = create(uri.as_ptr(), hsm, scope.as_ptr(), api.as_ptr(), None, n);
+                assert!(h.is_null(), "{name} hsm {}", hsm.0);
+            }
+            let url = c("mqtts://host/x");
+            let h = create(url.as_ptr(), X509, scope.as_ptr(), api.as_ptr(), None, n);
+            assert!(h.is_null(), "{name}: a URL is not a host name");
             // a live handle for the rest; NULL contexts and a NULL error callback are allowed
             let h = create(uri.as_ptr(), SYMM, scope.as_ptr(), api.as_ptr(), None, n);
             assert!(!h.is_null(), "{name}");
@@ -466,168 +192,157 @@ fn null_for_every_pointer_parameter_of_every_slot_of_both_tables() {
 
 #[test]
 fn calls_out_of_order_are_refused_or_harmless() {
-    common::capture_logs();
-    let emu = emulator(&["order-mqtt", "order-wss"]);
-    for (name, t) in tables() {
+    capture_logs();
+    let emu = quiet_emulator(&["order-mqtt", "order-wss"], |c| c);
+    for proto in Proto::BOTH {
+        let name = proto.name();
         let regid = format!("order-{}", name.to_lowercase());
-        let r = x509_handle(&emu, name, t, &regid);
-        let (h, ctx) = (r.borrow().h, &*r as *const RefCell<Rec> as *mut c_void);
-        unsafe {
-            // before open: close and dowork are harmless, polling is refused
-            assert_eq!(
-                (t.prov_transport_close.unwrap())(h),
-                0,
-                "{name} close before open"
-            );
-            (t.prov_transport_dowork.unwrap())(h);
-            assert_ne!((t.prov_transport_get_op_status.unwrap())(h), 0);
-            // register before open is accepted (the SDK allows it) and goes out after open
-            assert_eq!(
-                (t.prov_transport_register.unwrap())(h, Some(on_parse), Some(on_create), ctx),
-                0
-            );
-            dowork_for(&r, Duration::from_millis(200));
-            assert!(
-                r.borrow().statuses.is_empty(),
-                "nothing happens before open"
-            );
-            assert!(r.borrow().data.is_empty());
-            r.borrow_mut().on_connected = Then::Nothing; // already registered
-            assert_eq!(open(&r, &regid), 0);
-            pump(&r, LIMIT);
-            assert_eq!(
-                r.borrow().data,
-                vec![PROV_DEVICE_TRANSPORT_RESULT_OK],
-                "{name}"
-            );
-            assert_eq!(
-                r.borrow().hub.as_deref(),
-                Some("emulated-hub.azure-devices.net")
-            );
-            // after the outcome: register refused while the operation is remembered (poll it or
-            // close), polling is allowed
-            assert_ne!(
-                (t.prov_transport_register.unwrap())(h, Some(on_parse), Some(on_create), ctx),
-                0,
-                "{name}: an operation id was received"
-            );
-            // close, then dowork, double close, poll after close
-            assert_eq!((t.prov_transport_close.unwrap())(h), 0);
-            let before = (r.borrow().statuses.len(), r.borrow().data.len());
-            dowork_for(&r, Duration::from_millis(200));
-            assert_eq!((t.prov_transport_close.unwrap())(h), 0, "double close");
-            assert_ne!((t.prov_transport_get_op_status.unwrap())(h), 0, "{name}");
-            dowork_for(&r, Duration::from_millis(100));
-            assert_eq!(
-                (r.borrow().statuses.len(), r.borrow().data.len()),
-                before,
-                "{name}: no callback after close"
-            );
-            // open again on the same handle: a second registration works (the operation id
-            // was forgotten by close)
-            r.borrow_mut().data.clear();
-            r.borrow_mut().on_connected = Then::Register;
-            assert_eq!(open(&r, &regid), 0);
-            assert_ne!(open(&r, &regid), 0, "{name}: open twice");
-            pump(&r, LIMIT);
-            assert_eq!(
-                r.borrow().data,
-                vec![PROV_DEVICE_TRANSPORT_RESULT_OK],
-                "{name}"
-            );
-            (t.prov_transport_destroy.unwrap())(h);
-        }
+        let r = x509_handle(&emu, proto, &regid);
+        // before open: close and dowork are harmless, polling is refused
+        assert_eq!(r.close(), 0, "{name} close before open");
+        r.dowork();
+        assert_ne!(r.poll(), 0);
+        // register before open is accepted (the SDK allows it) and goes out after open
+        assert_eq!(r.register(), 0);
+        assert_ne!(
+            r.register(),
+            0,
+            "{name}: a registration is already in progress"
+        );
+        r.dowork_for(Duration::from_millis(200));
+        assert!(
+            r.outcome().statuses.is_empty(),
+            "nothing happens before open"
+        );
+        assert!(r.outcome().results.is_empty());
+        r.set_on_connected(Then::Nothing); // already registered
+        assert_eq!(r.open(), 0);
+        r.pump(LIMIT);
+        assert_eq!(
+            r.outcome().results,
+            vec![PROV_DEVICE_TRANSPORT_RESULT_OK],
+            "{name}"
+        );
+        assert_eq!(
+            r.outcome().hub.as_deref(),
+            Some("emulated-hub.azure-devices.net")
+        );
+        // after the outcome: register refused while the operation is remembered (poll it or
+        // close), polling is allowed
+        assert_ne!(r.register(), 0, "{name}: an operation id was received");
+        // close, then dowork, double close, poll after close
+        assert_eq!(r.close(), 0);
+        let before = (r.outcome().statuses.len(), r.outcome().results.len());
+        r.dowork_for(Duration::from_millis(200));
+        assert_eq!(r.close(), 0, "double close");
+        assert_ne!(r.poll(), 0, "{name}");
+        r.dowork_for(Duration::from_millis(100));
+        assert_eq!(
+            (r.outcome().statuses.len(), r.outcome().results.len()),
+            before,
+            "{name}: no callback after close"
+        );
+        // open again on the same handle: a second registration works (the operation id
+        // was forgotten by close)
+        r.forget_results();
+        r.set_on_connected(Then::Register);
+        assert_eq!(r.open(), 0);
+        assert_ne!(r.open(), 0, "{name}: open twice");
+        r.pump(LIMIT);
+        assert_eq!(
+            r.outcome().results,
+            vec![PROV_DEVICE_TRANSPORT_RESULT_OK],
+            "{name}"
+        );
+        r.destroy();
     }
 }
 
 #[test]
 fn destroy_close_and_dowork_from_inside_callbacks() {
-    common::capture_logs();
-    let emu = emulator(&[
-        "cb-destroy-mqtt",
-        "cb-destroy-wss",
-        "cb-close-mqtt",
-        "cb-close-wss",
-        "cb-dowork-mqtt",
-        "cb-dowork-wss",
-        "cb-data-destroy-mqtt",
-        "cb-data-destroy-wss",
-    ]);
-    for (name, t) in tables() {
+    capture_logs();
+    let emu = quiet_emulator(
+        &[
+            "cb-destroy-mqtt",
+            "cb-destroy-wss",
+            "cb-close-mqtt",
+            "cb-close-wss",
+            "cb-dowork-mqtt",
+            "cb-dowork-wss",
+            "cb-data-destroy-mqtt",
+            "cb-data-destroy-wss",
+        ],
+        |c| c,
+    );
+    for proto in Proto::BOTH {
+        let name = proto.name();
         let lower = name.to_lowercase();
-        unsafe {
-            // destroy inside the CONNECTED status callback: nothing afterwards, no crash
-            let regid = format!("cb-destroy-{lower}");
-            let r = x509_handle(&emu, name, t, &regid);
-            r.borrow_mut().on_connected = Then::Destroy;
-            assert_eq!(open(&r, &regid), 0);
-            pump(&r, LIMIT);
-            assert!(r.borrow().destroyed, "{name}: CONNECTED arrived");
-            assert_eq!(r.borrow().late, 0);
-            assert!(r.borrow().data.is_empty());
+        // destroy inside the CONNECTED status callback: nothing afterwards, no crash
+        let regid = format!("cb-destroy-{lower}");
+        let r = x509_handle(&emu, proto, &regid);
+        r.set_on_connected(Then::Destroy);
+        assert_eq!(r.open(), 0);
+        r.pump(LIMIT);
+        assert!(r.destroyed(), "{name}: CONNECTED arrived");
+        assert_eq!(r.outcome().late, 0);
+        assert!(r.outcome().results.is_empty());
 
-            // close inside CONNECTED: no further callback; the handle can be opened again
-            let regid = format!("cb-close-{lower}");
-            let r = x509_handle(&emu, name, t, &regid);
-            r.borrow_mut().on_connected = Then::Close;
-            assert_eq!(open(&r, &regid), 0);
-            dowork_for(&r, Duration::from_secs(2));
-            assert_eq!(
-                r.borrow().statuses,
-                vec![(PROV_DEVICE_TRANSPORT_STATUS_CONNECTED, 1)],
-                "{name}"
-            );
-            assert!(
-                r.borrow().data.is_empty(),
-                "{name}: no callback after close"
-            );
-            r.borrow_mut().on_connected = Then::Register;
-            assert_eq!(open(&r, &regid), 0);
-            pump(&r, LIMIT);
-            assert_eq!(
-                r.borrow().data,
-                vec![PROV_DEVICE_TRANSPORT_RESULT_OK],
-                "{name}"
-            );
-            (t.prov_transport_destroy.unwrap())(r.borrow().h);
+        // close inside CONNECTED: no further callback; the handle can be opened again
+        let regid = format!("cb-close-{lower}");
+        let r = x509_handle(&emu, proto, &regid);
+        r.set_on_connected(Then::Close);
+        assert_eq!(r.open(), 0);
+        r.dowork_for(Duration::from_secs(2));
+        assert_eq!(
+            r.outcome().statuses,
+            vec![(PROV_DEVICE_TRANSPORT_STATUS_CONNECTED, 1)],
+            "{name}"
+        );
+        assert!(
+            r.outcome().results.is_empty(),
+            "{name}: no callback after close"
+        );
+        r.set_on_connected(Then::Register);
+        assert_eq!(r.open(), 0);
+        r.pump(LIMIT);
+        assert_eq!(
+            r.outcome().results,
+            vec![PROV_DEVICE_TRANSPORT_RESULT_OK],
+            "{name}"
+        );
+        r.destroy();
 
-            // dowork re-entered from inside CONNECTED: no deadlock, the registration still
-            // completes with one data callback
-            let regid = format!("cb-dowork-{lower}");
-            let r = x509_handle(&emu, name, t, &regid);
-            r.borrow_mut().on_connected = Then::DoWork;
-            assert_eq!(open(&r, &regid), 0);
-            // the re-entrant dowork has nothing left to do; register as the LL client would
-            dowork_for(&r, Duration::from_millis(500));
-            assert_eq!(r.borrow().reentered, 1, "{name}");
-            let ctx = &*r as *const RefCell<Rec> as *mut c_void;
-            let h = r.borrow().h;
-            assert_eq!(
-                (t.prov_transport_register.unwrap())(h, Some(on_parse), Some(on_create), ctx),
-                0
-            );
-            pump(&r, LIMIT);
-            assert_eq!(
-                r.borrow().data,
-                vec![PROV_DEVICE_TRANSPORT_RESULT_OK],
-                "{name}"
-            );
-            (t.prov_transport_destroy.unwrap())(h);
+        // dowork re-entered from inside CONNECTED: no deadlock, the registration still
+        // completes with one data callback
+        let regid = format!("cb-dowork-{lower}");
+        let r = x509_handle(&emu, proto, &regid);
+        r.set_on_connected(Then::DoWork);
+        assert_eq!(r.open(), 0);
+        // the re-entrant dowork has nothing left to do; register as the LL client would
+        r.dowork_for(Duration::from_millis(500));
+        assert_eq!(r.outcome().reentered, 1, "{name}");
+        assert_eq!(r.register(), 0);
+        r.pump(LIMIT);
+        assert_eq!(
+            r.outcome().results,
+            vec![PROV_DEVICE_TRANSPORT_RESULT_OK],
+            "{name}"
+        );
+        r.destroy();
 
-            // destroy inside the data callback (instead of close)
-            let regid = format!("cb-data-destroy-{lower}");
-            let r = x509_handle(&emu, name, t, &regid);
-            r.borrow_mut().on_data = Then::Destroy;
-            assert_eq!(open(&r, &regid), 0);
-            pump(&r, LIMIT);
-            assert_eq!(
-                r.borrow().data,
-                vec![PROV_DEVICE_TRANSPORT_RESULT_OK],
-                "{name}"
-            );
-            assert!(r.borrow().destroyed);
-            assert_eq!(r.borrow().late, 0);
-        }
+        // destroy inside the data callback (instead of close)
+        let regid = format!("cb-data-destroy-{lower}");
+        let r = x509_handle(&emu, proto, &regid);
+        r.set_on_data(Then::Destroy);
+        assert_eq!(r.open(), 0);
+        r.pump(LIMIT);
+        assert_eq!(
+            r.outcome().results,
+            vec![PROV_DEVICE_TRANSPORT_RESULT_OK],
+            "{name}"
+        );
+        assert!(r.destroyed());
+        assert_eq!(r.outcome().late, 0);
     }
 }
 
@@ -635,8 +350,9 @@ fn destroy_close_and_dowork_from_inside_callbacks() {
 
 #[test]
 fn wrong_option_names_and_values_are_refused_and_change_nothing() {
-    common::capture_logs();
-    for (name, t) in tables() {
+    capture_logs();
+    for proto in Proto::BOTH {
+        let (name, t) = (proto.name(), proto.table());
         let (uri, scope, api) = (c("localhost:1"), c("scope"), c("v"));
         unsafe {
             let h = (t.prov_transport_create.unwrap())(
@@ -728,13 +444,14 @@ fn wrong_option_names_and_values_are_refused_and_change_nothing() {
 
 #[test]
 fn invalid_pem_is_refused_and_keeps_the_previous_value() {
-    common::capture_logs();
-    let emu = emulator(&["pem-mqtt", "pem-wss", "pem-other"]);
+    capture_logs();
+    let emu = quiet_emulator(&["pem-mqtt", "pem-wss", "pem-other"], |c| c);
     let other = emu.pki().device("pem-other").unwrap().clone();
-    for (name, t) in tables() {
+    for proto in Proto::BOTH {
+        let (name, t) = (proto.name(), proto.table());
         let regid = format!("pem-{}", name.to_lowercase());
-        let r = x509_handle(&emu, name, t, &regid); // valid CA and certificate set
-        let h = r.borrow().h;
+        let r = x509_handle(&emu, proto, &regid); // valid CA and certificate set
+        let h = r.handle();
         let d = emu.pki().device(&regid).unwrap().clone();
         let cert_only = d
             .cert_chain_pem
@@ -779,128 +496,75 @@ fn invalid_pem_is_refused_and_keeps_the_previous_value() {
                     0
                 );
             }
-            // the valid certificate, key and CA set before are still in force
-            assert_eq!(open(&r, &regid), 0);
-            pump(&r, LIMIT);
-            assert_eq!(
-                r.borrow().data,
-                vec![PROV_DEVICE_TRANSPORT_RESULT_OK],
-                "{name}"
-            );
-            (t.prov_transport_destroy.unwrap())(h);
         }
+        // the valid certificate, key and CA set before are still in force
+        assert_eq!(r.open(), 0);
+        r.pump(LIMIT);
+        assert_eq!(
+            r.outcome().results,
+            vec![PROV_DEVICE_TRANSPORT_RESULT_OK],
+            "{name}"
+        );
+        r.destroy();
     }
 }
 
 #[test]
 fn one_megabyte_strings_are_refused_or_end_in_a_clean_error() {
-    common::capture_logs();
+    capture_logs();
     let mb = "a".repeat(1 << 20);
-    let emu = emulator(&["long-strings"]);
-    for (name, t) in tables() {
-        unsafe {
-            let create = t.prov_transport_create.unwrap();
-            // 1 MB scope, api version, registration id: refused at open with one short log
-            // line (their CONNECT could not be encoded); 128 bytes is the longest accepted
-            for which in ["scope", "api_version", "registration_id"] {
-                let r = x509_handle(&emu, name, t, "long-strings");
-                let h0 = r.borrow().h;
-                (t.prov_transport_destroy.unwrap())(h0);
-                let (s, a) = match which {
-                    "scope" => (c(&mb), c(common::API_VERSION)),
-                    "api_version" => (c(SCOPE), c(&mb)),
-                    _ => (c(SCOPE), c(common::API_VERSION)),
-                };
-                let u = c(&uri(&emu, name));
-                let ctx = &*r as *const RefCell<Rec> as *mut c_void;
-                let h = create(
-                    u.as_ptr(),
-                    X509,
-                    s.as_ptr(),
-                    a.as_ptr(),
-                    Some(on_error),
-                    ctx,
-                );
-                assert!(!h.is_null(), "{name} {which}");
-                r.borrow_mut().h = h;
-                let d = emu.pki().device("long-strings").unwrap();
-                assert_eq!(
-                    (t.prov_transport_x509_cert.unwrap())(
-                        h,
-                        c(&d.cert_chain_pem).as_ptr(),
-                        c(&d.key_pem).as_ptr()
-                    ),
-                    0
-                );
-                let regid = match which {
-                    "registration_id" => mb.as_str(),
-                    _ => "long-strings",
-                };
-                let logged_before = common::LOG.lock().unwrap().len();
-                assert_ne!(open(&r, regid), 0, "{name} {which} refused at open");
-                let lines: Vec<String> = common::LOG.lock().unwrap()[logged_before..].to_vec();
-                assert!(
-                    lines
-                        .iter()
-                        .any(|l| l.contains(which) && l.contains("at most 128")),
-                    "{name} {which}: {lines:?}"
-                );
-                assert!(lines.iter().all(|l| l.len() < 1000), "no megabyte log line");
-                dowork_for(&r, Duration::from_millis(100));
-                assert!(r.borrow().statuses.is_empty() && r.borrow().data.is_empty());
-                if which == "registration_id" {
-                    // the longest DPS allows still opens
-                    assert_eq!(open(&r, &"a".repeat(128)), 0, "{name}");
-                }
-                (t.prov_transport_destroy.unwrap())(h);
+    let emu = quiet_emulator(&["long-strings"], |c| c);
+    let creds = x509(emu.pki(), "long-strings");
+    for proto in Proto::BOTH {
+        let name = proto.name();
+        // 1 MB scope, api version, registration id: refused at open with one short log
+        // line (their CONNECT could not be encoded); 128 bytes is the longest accepted
+        for which in ["scope", "api_version", "registration_id"] {
+            let mut d =
+                Device::new(proto, uri(&emu, proto), "long-strings", creds.clone()).trace(false);
+            d.on_connected = Then::Register;
+            match which {
+                "scope" => d.scope = mb.clone(),
+                "api_version" => d.api_version = mb.clone(),
+                _ => d.registration_id = mb.clone(),
             }
-            // a 1 MB uri is a host name no resolver accepts: refused at create, or the
-            // registration ends in one clean error within the budget
-            let r = x509_handle(&emu, name, t, "long-strings");
-            (t.prov_transport_destroy.unwrap())(r.borrow().h);
-            let (scope, api) = (c(SCOPE), c(common::API_VERSION));
-            let ctx = &*r as *const RefCell<Rec> as *mut c_void;
-            let h = create(
-                c(&mb).as_ptr(),
-                X509,
-                scope.as_ptr(),
-                api.as_ptr(),
-                Some(on_error),
-                ctx,
+            let r = Ll::try_create(&d).unwrap_or_else(|| panic!("{name} {which}"));
+            let logged_before = testkit::log::mark();
+            assert_ne!(r.open(), 0, "{name} {which} refused at open");
+            let lines = testkit::log::since(logged_before);
+            assert!(
+                lines
+                    .iter()
+                    .any(|l| l.contains(which) && l.contains("at most 128")),
+                "{name} {which}: {lines:?}"
             );
-            if h.is_null() {
-                continue;
+            assert!(lines.iter().all(|l| l.len() < 1000), "no megabyte log line");
+            r.dowork_for(Duration::from_millis(100));
+            assert!(r.outcome().statuses.is_empty() && r.outcome().results.is_empty());
+            if which == "registration_id" {
+                // the longest DPS allows still opens
+                assert_eq!(r.open_as(&"a".repeat(128)), 0, "{name}");
             }
-            r.borrow_mut().h = h;
-            let d = emu.pki().device("long-strings").unwrap();
-            assert_eq!(
-                (t.prov_transport_x509_cert.unwrap())(
-                    h,
-                    c(&d.cert_chain_pem).as_ptr(),
-                    c(&d.key_pem).as_ptr()
-                ),
-                0
-            );
-            for (option, value) in [("retry_max_attempts", 1u32), ("retry_initial_ms", 50)] {
-                assert_eq!(
-                    (t.prov_transport_set_option.unwrap())(
-                        h,
-                        c(option).as_ptr(),
-                        &value as *const u32 as *const c_void
-                    ),
-                    0
-                );
-            }
-            assert_eq!(open(&r, "long-strings"), 0);
-            let started = Instant::now();
-            pump(&r, LIMIT);
-            assert_eq!(
-                r.borrow().data,
-                vec![PROV_DEVICE_TRANSPORT_RESULT_ERROR],
-                "{name} uri"
-            );
-            assert!(started.elapsed() < LIMIT);
-            (t.prov_transport_destroy.unwrap())(h);
+            r.destroy();
         }
+        // a 1 MB uri is a host name no resolver accepts: refused at create, or the
+        // registration ends in one clean error within the budget
+        let mut d = Device::new(proto, mb.clone(), "long-strings", creds.clone())
+            .trace(false)
+            .options(&[("retry_max_attempts", 1), ("retry_initial_ms", 50)]);
+        d.on_connected = Then::Register;
+        let Some(r) = Ll::try_create(&d) else {
+            continue;
+        };
+        assert_eq!(r.open(), 0);
+        let started = Instant::now();
+        r.pump(LIMIT);
+        assert_eq!(
+            r.outcome().results,
+            vec![PROV_DEVICE_TRANSPORT_RESULT_ERROR],
+            "{name} uri"
+        );
+        assert!(started.elapsed() < LIMIT);
+        r.destroy();
     }
 }

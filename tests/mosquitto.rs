@@ -23,8 +23,6 @@
 //! exists, so that thread, mosquitto and every helper started from here live in it too. It needs
 //! root, mosquitto and iproute2; without them it says SKIPPED loudly and passes.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::fd::AsRawFd;
@@ -35,11 +33,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use common::*;
 use dps_emulator::pki::Pki;
 use prov_mqtt_transport::ffi::*;
 use rumqttc::mqttbytes::v4::{Connect, Packet, Publish, Subscribe, SubscribeFilter};
 use rumqttc::mqttbytes::QoS;
+use testkit::tools::skip;
+use testkit::*;
 
 /// Registration ids (MQTT client ids): one per transport, so mosquitto keeps both sessions.
 const TLS_DEVICE: &str = "mosq-tls";
@@ -50,28 +49,6 @@ const KEEPALIVE: u32 = 2;
 const PLAIN_PORT: u16 = 1883;
 const TLS_PORT: u16 = 8883;
 const WSS_PORT: u16 = 443;
-
-fn skip(why: &str) {
-    // The test command sets this: there the prerequisites are installed, so a skip is a failure.
-    if std::env::var_os("PROV_TEST_REQUIRE_ALL").is_some() {
-        panic!("mosquitto interop cannot run: {why}");
-    }
-    eprintln!(
-        "\n**************************************************************\n\
-         *** SKIPPED mosquitto interop: {why}\n\
-         *** (CI runs it as root with: apt-get install mosquitto iproute2)\n\
-         **************************************************************\n"
-    );
-}
-
-fn have(program: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {program}")])
-        .stdout(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
-}
 
 /// A named network namespace, deleted on drop.
 struct Netns(String);
@@ -191,32 +168,22 @@ fn device(
     root_ca: &str,
     options: &[(&'static str, u32)],
 ) -> Device {
-    Device {
-        protocol: match ws_port {
-            None => Prov_Device_MQTT_Protocol,
-            Some(_) => Prov_Device_MQTT_WS_Protocol,
-        },
+    let proto = match ws_port {
+        None => Proto::Mqtt,
+        Some(_) => Proto::Ws,
+    };
+    Device::new(
+        proto,
         // The real service's form for MQTT (a host name, default port 8883).
-        uri: match ws_port {
-            None => "localhost".into(),
+        match ws_port {
+            None => "localhost".to_string(),
             Some(port) => format!("localhost:{port}"),
         },
-        registration_id: regid.into(),
+        regid,
         auth,
-        trusted_ca: Some(root_ca.to_owned()),
-        u32_options: options.to_vec(),
-        proxy: None,
-        trace: true,
-        close_in_callback: true,
-    }
-}
-
-fn x509(pki: &Pki, regid: &str) -> Auth {
-    let d = pki.device(regid).unwrap();
-    Auth::X509 {
-        cert_chain_pem: d.cert_chain_pem.clone(),
-        key_pem: d.key_pem.clone(),
-    }
+    )
+    .trusting(root_ca)
+    .options(options)
 }
 
 fn count(lines: &[String], needle: &str) -> usize {
@@ -307,18 +274,21 @@ fn dps_responder(stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u16> {
 
 #[test]
 fn mosquitto_interop_tls_client_certs_wss_and_keepalive() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return skip("not root (ip netns add needs CAP_SYS_ADMIN)");
+    const TEST: &str = "mosquitto interop";
+    if !require_root(TEST, "ip netns add") {
+        return;
     }
     for program in ["mosquitto", "ip"] {
-        if !have(program) {
-            return skip(&format!("{program} is not installed"));
+        if !require_tool(TEST, program) {
+            return;
         }
     }
     let ns = match Netns::create() {
         Ok(ns) => ns,
-        Err(e) => return skip(&format!("cannot create a network namespace: {e}")),
+        Err(e) => {
+            skip(TEST, &format!("cannot create a network namespace: {e}"));
+            return;
+        }
     };
     ns.enter();
     capture_logs();

@@ -1,0 +1,41 @@
+//! What a test needs from the machine. On a laptop without a tool (or without root) the test
+//! prints one line, `skipped: <tool> not installed`, and passes; under the README's test command
+//! (`PROV_TEST_REQUIRE_ALL=1`, set by scripts/test.sh, which installs everything) a missing tool
+//! fails the test instead.
+
+use std::process::{Command, Stdio};
+
+fn required() -> bool {
+    std::env::var_os("PROV_TEST_REQUIRE_ALL").is_some_and(|v| v != "0")
+}
+
+/// Skips (returns false, after one line) or fails, for `why`.
+pub fn skip(test: &str, why: &str) -> bool {
+    if required() {
+        panic!("{test}: cannot run under PROV_TEST_REQUIRE_ALL: {why}");
+    }
+    eprintln!("skipped: {why} ({test})");
+    false
+}
+
+/// True when `program` is on PATH; otherwise skips or fails (see the module docs).
+pub fn require_tool(test: &str, program: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    found || skip(test, &format!("{program} not installed"))
+}
+
+/// True when this process runs as root.
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// True as root; otherwise skips or fails, saying what needs root.
+pub fn require_root(test: &str, what: &str) -> bool {
+    is_root() || skip(test, &format!("not root ({what} needs root)"))
+}
