@@ -48,6 +48,9 @@ scripts/ctest.sh plain valgrind asan
 echo "== 1,000 create/open/register/close/destroy cycles: RSS, fds and threads stay flat"
 scripts/cycles.sh
 
+echo "== chaos, short run: 300 registrations through a faulty relay, each ends once within its budget"
+REGISTRATIONS=300 scripts/chaos.sh
+
 echo "== the real Python and Node DPS clients against the emulator"
 dps-emulator/fidelity/run.sh
 
