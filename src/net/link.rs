@@ -62,6 +62,10 @@ pub struct Link {
     closing: bool,
     /// A `Down` was handed over: nothing more comes.
     ended: bool,
+    /// The process that started the task. In a child of `fork` the task and its I/O thread do
+    /// not exist: the link must not touch the parent's runtime there (its locks may have been
+    /// copied held), nor wait for a goodbye nobody will write.
+    pid: u32,
 }
 
 /// A graceful close in flight, returned by [`Link::close`].
@@ -117,11 +121,18 @@ impl Link {
             task,
             closing: false,
             ended: false,
+            pid: std::process::id(),
         })
     }
 
+    fn inherited(&self) -> bool {
+        self.pid != std::process::id()
+    }
+
     pub fn send(&self, packet: Packet) {
-        let _ = self.commands.send(Cmd::Send(packet));
+        if !self.inherited() {
+            let _ = self.commands.send(Cmd::Send(packet));
+        }
     }
 
     /// The next event, without waiting. A task that ended without saying why (it panicked, or
@@ -148,8 +159,8 @@ impl Link {
     /// Ends the connection. `graceful` lets what was sent go out first: the returned goodbye
     /// waits for that. Either way the task is gone [`CLOSE_GRACE`] later at the latest.
     pub fn close(mut self, graceful: bool) -> Option<Goodbye> {
-        if !graceful {
-            return None; // dropping aborts the task
+        if !graceful || self.inherited() {
+            return None; // dropping aborts the task (in the process that has it)
         }
         let (flushed, done) = smpsc::sync_channel(1);
         if self.commands.send(Cmd::Close { flushed }).is_err() {
@@ -170,7 +181,7 @@ impl Link {
 
 impl Drop for Link {
     fn drop(&mut self) {
-        if !self.closing {
+        if !self.closing && !self.inherited() {
             self.task.abort();
         }
     }
