@@ -11,7 +11,8 @@
 //! connection closed) this process's descriptors and threads are back to what they were after
 //! the first wave, and its RSS within `--max-growth-mb`. It prints the count of each outcome,
 //! the slowest time to outcome against its budget and the figures, and exits non-zero on any
-//! violation.
+//! violation. The relay runs in this process (one thread): its figures are in the process's, and
+//! it has closed every connection before the end is measured.
 //!
 //! ```text
 //! cargo build -p dps-emulator && cargo build --example chaos
