@@ -274,19 +274,18 @@ fn dps_responder(stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u16> {
 
 #[test]
 fn mosquitto_interop_tls_client_certs_wss_and_keepalive() {
-    const TEST: &str = "mosquitto interop";
-    if !require_root(TEST, "ip netns add") {
+    if !require_root("ip netns add") {
         return;
     }
     for program in ["mosquitto", "ip"] {
-        if !require_tool(TEST, program) {
+        if !require_tool(program) {
             return;
         }
     }
     let ns = match Netns::create() {
         Ok(ns) => ns,
         Err(e) => {
-            skip(TEST, &format!("cannot create a network namespace: {e}"));
+            skip(&format!("cannot create a network namespace: {e}"));
             return;
         }
     };

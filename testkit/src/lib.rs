@@ -29,6 +29,15 @@ pub use log::{capture_logs, logs_for, LOG};
 pub use proxy::{tinyproxy, Tinyproxy};
 pub use tools::{is_root, require_root, require_tool};
 
+/// A loopback port with nothing listening on it (now).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// Runs a test body on both transports: `both!(name)` runs `fn name(Proto)` as the tests
 /// `name::mqtt` and `name::wss`; `both!(name => |p| helper(p, args))` runs the closure.
 ///

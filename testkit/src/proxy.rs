@@ -18,13 +18,9 @@ impl Drop for Tinyproxy {
 }
 
 /// Starts tinyproxy; `extra` are more configuration lines. Call
-/// [`crate::require_tool`]`(.., "tinyproxy")` first.
+/// [`crate::require_tool`]`("tinyproxy")` first.
 pub fn tinyproxy(name: &str, password: &str, extra: &str) -> Tinyproxy {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::free_port();
     let dir = std::env::temp_dir().join(format!("prov-proxy-{name}-{}-{port}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let conf = dir.join("tinyproxy.conf");

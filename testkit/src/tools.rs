@@ -9,24 +9,30 @@ fn required() -> bool {
     std::env::var_os("PROV_TEST_REQUIRE_ALL").is_some_and(|v| v != "0")
 }
 
-/// Skips (returns false, after one line) or fails, for `why`.
-pub fn skip(test: &str, why: &str) -> bool {
+/// Skips (returns false, after one line) or fails, for `why`. The line names the test (the
+/// test harness names each test's thread after it).
+pub fn skip(why: &str) -> bool {
+    let current = std::thread::current();
+    let test = current.name().unwrap_or("test");
     if required() {
         panic!("{test}: cannot run under PROV_TEST_REQUIRE_ALL: {why}");
     }
-    eprintln!("skipped: {why} ({test})");
+    // Straight to stderr, not through eprintln!: the test harness would hide it with the
+    // output of a passing test.
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "skipped: {why} ({test})");
     false
 }
 
 /// True when `program` is on PATH; otherwise skips or fails (see the module docs).
-pub fn require_tool(test: &str, program: &str) -> bool {
+pub fn require_tool(program: &str) -> bool {
     let found = Command::new("sh")
         .args(["-c", &format!("command -v {program}")])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
-    found || skip(test, &format!("{program} not installed"))
+    found || skip(&format!("{program} not installed"))
 }
 
 /// True when this process runs as root.
@@ -36,6 +42,6 @@ pub fn is_root() -> bool {
 }
 
 /// True as root; otherwise skips or fails, saying what needs root.
-pub fn require_root(test: &str, what: &str) -> bool {
-    is_root() || skip(test, &format!("not root ({what} needs root)"))
+pub fn require_root(what: &str) -> bool {
+    is_root() || skip(&format!("not root ({what} needs root)"))
 }

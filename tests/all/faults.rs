@@ -8,7 +8,7 @@
 //!
 //! Each test asserts the outcome and the number of connections the emulator accepted, and
 //! prints one `FAULT-TABLE |` row (fault, transport, outcome, time to outcome, connections):
-//! `cargo test --test faults -- --nocapture | grep FAULT-TABLE` gives docs/FAULTS.md's table.
+//! `cargo test --test all faults:: -- --nocapture | grep FAULT-TABLE` gives docs/FAULTS.md's table.
 
 use std::time::{Duration, Instant};
 

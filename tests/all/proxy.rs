@@ -3,27 +3,17 @@
 //! answers 401, others 407), an unreachable proxy is retried within the budget, a proxy refusing
 //! the CONNECT target fails at once. The tunnel itself (basic auth, both tables, the CONNECT in
 //! the proxy's log) is the C harness's: PROV_TRANSPORT_MQTT_CLIENT_07_012 and
-//! PROV_TRANSPORT_MQTT_WS_CLIENT_07_012; secrets kept out of the trace: tests/secrets.rs.
+//! PROV_TRANSPORT_MQTT_WS_CLIENT_07_012; secrets kept out of the trace: tests/all/secrets.rs.
 
-use std::net::TcpListener;
 use std::time::Duration;
 
 use dps_emulator::Emulator;
 use prov_mqtt_transport::ffi::*;
 use testkit::*;
 
-/// A loopback port with nothing listening on it.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// tinyproxy with basic auth user/secret; None (skipped) when it is not installed.
 fn proxy(name: &str, extra: &str) -> Option<Tinyproxy> {
-    require_tool(name, "tinyproxy").then(|| tinyproxy(name, "secret", extra))
+    require_tool("tinyproxy").then(|| tinyproxy(name, "secret", extra))
 }
 
 fn device_via(emu: &Emulator, ws: bool, regid: &str, proxy_port: u16, password: &str) -> Device {

@@ -269,20 +269,18 @@ fn handshake(config: Arc<ServerConfig>, mut tcp: TcpStream) -> String {
     }
 }
 
+/// Registers through `server`, trusting `ca`.
+fn register_with(server: &TlsServer, proto: Proto, regid: &str, ca: &Ca) -> Outcome {
+    let uri = format!("localhost:{}", server.addr.port());
+    register(&device(proto, uri, regid, &ca.cert.pem()), TIMEOUT)
+}
+
 fn expired(proto: Proto) {
     let regid = format!("tls-expired-{proto:?}").to_lowercase();
     let ca = make_ca("expired-test CA");
     let (cert, key) = server_cert(&ca, (2020, 1, 1), (2021, 1, 1));
     let server = tls_server(server_config(&cert, &key, None));
-    let o = register(
-        &device(
-            proto,
-            format!("localhost:{}", server.addr.port()),
-            &regid,
-            &ca.cert.pem(),
-        ),
-        TIMEOUT,
-    );
+    let o = register_with(&server, proto, &regid, &ca);
     assert_refused(&o, &regid, "the server certificate has expired");
     assert_eq!(server.accepted.load(Ordering::SeqCst), 1);
 }
@@ -296,15 +294,7 @@ fn client_cert_rejected(proto: Proto) {
     let (cert, key) = server_cert(&ca, (2020, 1, 1), (2099, 1, 1));
     let other_clients = make_ca("some other device CA");
     let server = tls_server(server_config(&cert, &key, Some(&other_clients.cert.pem())));
-    let o = register(
-        &device(
-            proto,
-            format!("localhost:{}", server.addr.port()),
-            &regid,
-            &ca.cert.pem(),
-        ),
-        TIMEOUT,
-    );
+    let o = register_with(&server, proto, &regid, &ca);
     assert_refused(&o, &regid, "the server rejected the client certificate");
     assert_eq!(server.accepted.load(Ordering::SeqCst), 1);
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -336,18 +326,10 @@ impl Drop for OpenSsl {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// `openssl s_server` limited to one old version (`-tls1` or `-tls1_1`); None when openssl is
 /// not installed.
 fn old_tls_server(version_flag: &str, cert: &str, key: &str) -> Option<OpenSsl> {
-    if !require_tool("TLS 1.0/1.1 refusal", "openssl") {
+    if !require_tool("openssl") {
         return None;
     }
     let dir =

@@ -174,7 +174,7 @@ fn basic_auth(user: &str, password: &str) -> String {
 
 /// None (skipped) without tinyproxy.
 fn x509_via_proxy(ws: bool, regid: &str, password: &str) -> Option<Outcome> {
-    if !require_tool(regid, "tinyproxy") {
+    if !require_tool("tinyproxy") {
         return None;
     }
     let proxy = tinyproxy("secrets", PROXY_PASSWORD, "");
@@ -221,10 +221,12 @@ fn x509_via_proxy(ws: bool, regid: &str, password: &str) -> Option<Outcome> {
     Some(o)
 }
 
-#[test]
-fn mqtt_private_key_and_proxy_password_stay_out_of_the_trace() {
-    let regid = "secret-x509-mqtt";
-    let Some(o) = x509_via_proxy(false, regid, PROXY_PASSWORD) else {
+fn private_key_and_proxy_password_stay_out_of_the_trace(proto: Proto) {
+    let regid = match proto {
+        Proto::Mqtt => "secret-x509-mqtt",
+        Proto::Ws => "secret-x509-ws",
+    };
+    let Some(o) = x509_via_proxy(proto == Proto::Ws, regid, PROXY_PASSWORD) else {
         return;
     };
     assert_eq!(
@@ -235,19 +237,7 @@ fn mqtt_private_key_and_proxy_password_stay_out_of_the_trace() {
     assert_traced(&lines(regid), regid);
 }
 
-#[test]
-fn ws_private_key_and_proxy_password_stay_out_of_the_trace() {
-    let regid = "secret-x509-ws";
-    let Some(o) = x509_via_proxy(true, regid, PROXY_PASSWORD) else {
-        return;
-    };
-    assert_eq!(
-        o.result,
-        Some(PROV_DEVICE_TRANSPORT_RESULT::PROV_DEVICE_TRANSPORT_RESULT_OK),
-        "{o:?}"
-    );
-    assert_traced(&lines(regid), regid);
-}
+both!(private_key_and_proxy_password_stay_out_of_the_trace);
 
 /// A wrong proxy password is refused; the error line does not quote it.
 #[test]
