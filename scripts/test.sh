@@ -70,6 +70,9 @@ scripts/cross-check.sh
 phase "1,000 create/open/register/close/destroy cycles: RSS, fds and threads stay flat"
 scripts/cycles.sh
 
+phase "chaos, short run: 300 registrations through a faulty relay, each ends once within its budget"
+REGISTRATIONS=300 scripts/chaos.sh
+
 phase "the real Python and Node DPS clients against the emulator"
 dps-emulator/fidelity/run.sh
 

@@ -10,7 +10,7 @@ mod runtime;
 pub mod tls;
 
 pub use endpoint::Endpoint;
-pub use link::Link;
+pub use link::{events_delivered, Goodbye, Link};
 
 use std::sync::Arc;
 
