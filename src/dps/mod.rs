@@ -3,6 +3,8 @@
 #![forbid(unsafe_code)]
 
 pub mod body;
+pub mod chain;
+pub mod csr;
 pub mod retry_after;
 pub mod topic;
 pub mod username;
