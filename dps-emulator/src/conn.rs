@@ -349,12 +349,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             self.last_rx = Instant::now();
             let (topic, detail) = match &p {
                 Packet::Publish(p) => {
-                    let register = matches!(
-                        dps::parse_request_topic(&p.topic),
-                        Ok(Request::Register { .. })
-                    );
+                    let request = dps::parse_request_topic(&p.topic).is_ok();
                     let detail = Detail {
-                        csr: register.then(|| dps::body_has_csr(&p.payload)),
+                        csr: request.then(|| dps::body_has_csr(&p.payload)),
                         ..Detail::default()
                     };
                     (Some(p.topic.clone()), detail)

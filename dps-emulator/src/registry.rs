@@ -170,6 +170,15 @@ impl Registry {
                         reply
                     }
                 },
+                Request::Poll { .. } if dps::body_has_csr(body) => {
+                    let why = "csr is not accepted on the operation-status request".to_string();
+                    Reply {
+                        status: 400,
+                        retry_after: None,
+                        body: dps::error_body(crate::issue::ERROR_BAD_CSR, &why),
+                        note: why,
+                    }
+                }
                 Request::Poll { operation_id, .. } => {
                     let Some(op) = st.operations.iter_mut().find(|o| &o.id == operation_id) else {
                         return Reply {

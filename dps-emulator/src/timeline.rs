@@ -32,7 +32,7 @@ pub struct TimelineEntry {
     /// On a CONNECT: the api-version of its user name.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub api_version: Option<String>,
-    /// On a register PUBLISH from the device: whether its body carried `csr`.
+    /// On a register or poll PUBLISH from the device: whether its body carried `csr`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub csr: Option<bool>,
 }

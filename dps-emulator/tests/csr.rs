@@ -295,11 +295,45 @@ async fn timeline_shows_the_api_version_and_whether_the_register_body_had_a_csr(
         .map(|e| e.csr)
         .collect();
     assert_eq!(registers, vec![Some(true), Some(false), Some(true)]);
-    // polls carry no mark
-    assert!(publishes
+    // the polls (empty bodies here) are marked too
+    let polls: Vec<Option<bool>> = publishes
         .iter()
         .filter(|e| e.topic.as_deref().unwrap().contains("operationstatus"))
-        .all(|e| e.csr.is_none()));
+        .map(|e| e.csr)
+        .collect();
+    assert_eq!(polls, vec![Some(false); 4]);
     let line: Value = serde_json::to_value(connect).unwrap();
     assert_eq!(line["api_version"], CSR_API);
+}
+
+#[tokio::test]
+async fn poll_with_csr_gets_400() {
+    let (emu, pki) = emulator(&[], |c| c);
+    let (csr, _) = csr_for("poll-dev");
+    let mut c = sas_client(Transport::Tls, &emu, &pki, "poll-dev", CSR_API).await;
+    c.register("1", "poll-dev").await.unwrap();
+    let r = c.reply(WAIT).await.unwrap();
+    let op = r.body["operationId"].as_str().unwrap().to_string();
+    // the SDK sends the register JSON again as the poll body: with csr, refused
+    c.publish(
+        &format!("$dps/registrations/GET/iotdps-get-operationstatus/?$rid=2&operationId={op}"),
+        &body_with_csr("poll-dev", &csr),
+        QoS::AtMostOnce,
+    )
+    .await
+    .unwrap();
+    let r = c.reply(WAIT).await.unwrap();
+    assert_eq!(
+        (r.status, r.body["errorCode"].as_u64()),
+        (400, Some(400004))
+    );
+    // without it the operation goes on
+    c.publish(
+        &format!("$dps/registrations/GET/iotdps-get-operationstatus/?$rid=3&operationId={op}"),
+        br#"{"registrationId":"poll-dev"}"#,
+        QoS::AtMostOnce,
+    )
+    .await
+    .unwrap();
+    assert_eq!(c.reply(WAIT).await.unwrap().status, 202);
 }
