@@ -29,8 +29,8 @@ const VALIDITY_DAYS: i64 = 30;
 pub const ERROR_BAD_CSR: u32 = 400004;
 /// `errorCode` of a `csr` under an api-version older than [`CSR_API_VERSION`].
 pub const ERROR_CSR_API_VERSION: u32 = 400011;
-/// `errorCode` when the emulator has no intermediate CA key to sign with.
-pub const ERROR_NO_CA_KEY: u32 = 500000;
+/// `errorCode` when the emulator cannot sign: no intermediate CA key, or signing failed.
+pub const ERROR_INTERNAL: u32 = 500000;
 
 /// Why a CSR got no certificate: the reply's status, `errorCode` and message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,6 +89,14 @@ impl Issuer {
             None => None,
             Some(key_pem) => {
                 let key = KeyPair::from_pem(key_pem).map_err(|e| bad("intermediate CA key", &e))?;
+                let (_, parsed) = x509_parser::parse_x509_certificate(&der)
+                    .map_err(|e| bad("intermediate CA certificate", &e))?;
+                if parsed.public_key().raw != key.public_key_der().as_slice() {
+                    return Err(bad(
+                        "intermediate CA key",
+                        &"it is not the key of the intermediate CA certificate",
+                    ));
+                }
                 // rcgen signs with a `Certificate` as issuer; one re-made from the real
                 // intermediate's parameters (name, key identifier) issues the same fields.
                 let cert = CertificateParams::from_ca_cert_der(&der)
@@ -133,7 +141,7 @@ impl Issuer {
         let Some((ca_cert, ca_key)) = &self.ca else {
             return Err(Refusal {
                 status: 500,
-                error_code: ERROR_NO_CA_KEY,
+                error_code: ERROR_INTERNAL,
                 message: "the emulator has no intermediate-ca-key.pem to sign with (certificate \
                           directory from an older version: run `dps-emulator certs` again)"
                     .into(),
@@ -147,7 +155,7 @@ impl Issuer {
         req.params = leaf_params(&cn);
         let leaf = req.signed_by(ca_cert, ca_key).map_err(|e| Refusal {
             status: 500,
-            error_code: ERROR_NO_CA_KEY,
+            error_code: ERROR_INTERNAL,
             message: format!("signing the certificate failed: {e}"),
         })?;
         Ok(vec![
@@ -266,6 +274,14 @@ mod tests {
                 "{bad}"
             );
         }
+        let other_key = KeyPair::generate().unwrap().serialize_pem();
+        let e = Issuer::new(&Pki {
+            intermediate_key_pem: Some(other_key),
+            ..pki.clone()
+        })
+        .err()
+        .unwrap();
+        assert!(e.to_string().contains("not the key"), "{e}");
         let no_key = Issuer::new(&Pki {
             intermediate_key_pem: None,
             ..pki
@@ -273,7 +289,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             code(no_key.issue(&csr, "dev1", CSR_API_VERSION)),
-            Err((500, ERROR_NO_CA_KEY))
+            Err((500, ERROR_INTERNAL))
         );
     }
 }
