@@ -145,6 +145,12 @@ pub struct Scenario {
     pub assigned_hub: String,
     /// `registrationState.deviceId`; `None` = the registration id.
     pub device_id: Option<String>,
+    /// `registrationState.connectionProfile` (`classic`, `mqttV5`, ...); `None` omits it.
+    pub connection_profile: Option<String>,
+    /// Sent verbatim as `registrationState.issuedCertificateChain` of an assignment instead of
+    /// the chain the emulator issues (with or without a CSR): strings that are not base64 DER
+    /// certificates test a device's checks. `None`: the issued chain, if a CSR was sent.
+    pub issued_certificate_chain: Option<Vec<String>>,
 }
 
 impl Default for Scenario {
@@ -165,6 +171,8 @@ impl Default for Scenario {
             reordered_query: false,
             assigned_hub: "emulated-hub.azure-devices.net".to_string(),
             device_id: None,
+            connection_profile: None,
+            issued_certificate_chain: None,
         }
     }
 }
@@ -191,11 +199,14 @@ mod tests {
                 "connack_refuse":5,"connack_times":2,"suback_fail":true,
                 "drop_after":{"stage":"subscribe","always":true},
                 "delay_ms":10,"latency_ms":20,"never_reply":true,"reordered_query":true,
-                "assigned_hub":"h","device_id":"d"}"#,
+                "assigned_hub":"h","device_id":"d","connection_profile":"mqttV5",
+                "issued_certificate_chain":["bm90IGEgY2VydA=="]}"#,
         )
         .unwrap();
         assert_eq!(s.error.as_ref().unwrap().on, Stage::Poll);
         assert_eq!((s.connack_refuse, s.connack_times), (Some(5), Some(2)));
+        assert_eq!(s.connection_profile.as_deref(), Some("mqttV5"));
+        assert_eq!(s.issued_certificate_chain.as_ref().unwrap().len(), 1);
         assert_eq!(
             s.drop_after,
             Some(DropAfter {

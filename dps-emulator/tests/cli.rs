@@ -124,7 +124,12 @@ fn certs_writes_private_keys_readable_by_their_owner_only() {
         .output()
         .unwrap();
     assert!(out.status.success());
-    for key in ["server-key.pem", "device-d1-key.pem", "device-d2-key.pem"] {
+    for key in [
+        "server-key.pem",
+        "intermediate-ca-key.pem",
+        "device-d1-key.pem",
+        "device-d2-key.pem",
+    ] {
         assert_eq!(mode(key), 0o600, "{key}");
     }
     // certificates are public

@@ -4,7 +4,9 @@
 #![forbid(unsafe_code)]
 
 pub mod body;
+pub mod chain;
 pub mod classify;
+pub mod csr;
 pub mod ids;
 pub mod retry_after;
 pub mod topic;
