@@ -1,5 +1,5 @@
 /*
- * ABI conformance: every size, offset and enum value of ../shared/spec/abi.md checked at compile
+ * ABI conformance: every size, offset and enum value of docs/spec/abi.md checked at compile
  * time against the generated header, the four entry points assigned to the SDK's function-pointer
  * shapes, and every slot of every table checked at run time. Built three times: against the
  * shared library, the static library, and through the SDK's target names.

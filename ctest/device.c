@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../examples/c/dps_json.h"
 #include "harness.h"
 
 /* c-shared-utility's BUFFER_delete. The transport looks it up at run time (the executable
@@ -66,18 +67,6 @@ char* on_create_json(const char* ek, const char* srk, void* ctx) {
     return body;
 }
 
-/* The string value of "key" in a compact JSON text (DPS bodies), malloc'ed; NULL when absent. */
-static char* json_string(const char* json, const char* key) {
-    char pattern[64];
-    snprintf(pattern, sizeof pattern, "\"%s\":\"", key);
-    const char* at = strstr(json, pattern);
-    if (at == NULL) return NULL;
-    at += strlen(pattern);
-    const char* end = strchr(at, '"');
-    if (end == NULL) return NULL;
-    return strndup(at, (size_t)(end - at));
-}
-
 PROV_JSON_INFO* on_parse(const char* json, void* ctx) {
     DEVICE* d = ctx;
     check_thread(d);
@@ -85,13 +74,13 @@ PROV_JSON_INFO* on_parse(const char* json, void* ctx) {
     free(d->last_json);
     d->last_json = strdup(json);
     if (d->parse_fail) return NULL;
-    char* status = json_string(json, "status");
+    char* status = dps_json_string(json, "status");
     if (status == NULL) return NULL; /* an error body: the LL client returns NULL */
     PROV_JSON_INFO* info = calloc(1, sizeof *info);
     if (info == NULL) { free(status); return NULL; }
     if (strcmp(status, "assigning") == 0 || strcmp(status, "unassigned") == 0) {
         info->prov_status = status[0] == 'a' ? PROV_DEVICE_TRANSPORT_STATUS_ASSIGNING : PROV_DEVICE_TRANSPORT_STATUS_UNASSIGNED;
-        info->operation_id = json_string(json, "operationId");
+        info->operation_id = dps_json_string(json, "operationId");
         if (info->operation_id != NULL) snprintf(d->operation_id, sizeof d->operation_id, "%s", info->operation_id);
         if (info->prov_status == PROV_DEVICE_TRANSPORT_STATUS_UNASSIGNED) {
             /* the transport frees these of an UNASSIGNED record */
@@ -100,8 +89,8 @@ PROV_JSON_INFO* on_parse(const char* json, void* ctx) {
         }
     } else if (strcmp(status, "assigned") == 0) {
         info->prov_status = PROV_DEVICE_TRANSPORT_STATUS_ASSIGNED;
-        info->iothub_uri = json_string(json, "assignedHub");
-        info->device_id = json_string(json, "deviceId");
+        info->iothub_uri = dps_json_string(json, "assignedHub");
+        info->device_id = dps_json_string(json, "deviceId");
         if (d->parse_with_key) info->authorization_key = buffer_create("hub-key");
     } else if (strcmp(status, "disabled") == 0) {
         info->prov_status = PROV_DEVICE_TRANSPORT_STATUS_DISABLED;

@@ -1,7 +1,8 @@
 /*
  * One test per requirement ID of seeds 000/001 (PROV_TRANSPORT_MQTT_CLIENT_07_0xx for the TLS
  * table, PROV_TRANSPORT_MQTT_WS_CLIENT_07_0xx for the WebSocket table) and per applicable
- * SRS_NODE_PROVISIONING_MQTT_* ID of seed 002, observed end to end against the DPS emulator:
+ * SRS_NODE_PROVISIONING_MQTT_* ID of seed 002 (docs/spec/releases.md says which documents the
+ * seeds are), observed end to end against the DPS emulator:
  * return values, callbacks and their threads, and the packets the emulator saw (its timeline).
  * REQUIREMENTS.md maps every ID to its test, or says why it does not apply to the C API.
  */

@@ -1,12 +1,12 @@
 /*
- * The Azure IoT C SDK's 100 DPS MQTT transport unit tests (sdk_facts.md section 5: 68 in
+ * The Azure IoT C SDK's 100 DPS MQTT transport unit tests (ctest/REQUIREMENTS.md: 68 in
  * prov_transport_mqtt_common_ut, 16 in prov_transport_mqtt_client_ut, 16 in
  * prov_transport_mqtt_ws_client_ut), ported to what can be observed from outside: return values,
  * log lines, callbacks (through the LL-like driver of device.h), and what reaches the DPS emulator
  * (its timeline and its log) or an HTTP proxy. The SDK's tests check call sequences on mocks of
  * umqtt/xio/gballoc; where a test only makes sense with such mocks it is listed as not
- * applicable in UT_PORT.md, and where an honest observable analogue exists it is tested here and
- * the comment says what it stands for. Where we differ from the SDK on purpose (behaviour.md:
+ * applicable in REQUIREMENTS.md, and where an honest observable analogue exists it is tested here and
+ * the comment says what it stands for. Where we differ from the SDK on purpose (docs/spec/behaviour.md part 2:
  * $rid matching, reconnects, close resets the operation, set_option knows only our names) the
  * test checks OUR documented behaviour and says so.
  *
@@ -427,7 +427,7 @@ TEST(ut_open_handle_NULL_fail) {
                       "handle"));
 }
 
-/* The SDK's test of this name actually passes a NULL data_callback (sdk_facts 5.1 #11); both the
+/* The SDK's test of this name actually passes a NULL data_callback (REQUIREMENTS.md, SDK test 11); both the
  * name's case and the SDK's arguments are checked. */
 TEST(ut_open_registration_id_NULL_fail) {
     CHECK(open_refused(SYMM, NULL, NULL, NULL, 1, 1, 1, "registration_id"));
@@ -540,7 +540,7 @@ TEST(ut_close_handle_NULL) {
 
 /* SDK: disconnect, one dowork, xio_destroy -> 0. Observable: 0; the emulator gets DISCONNECT and
  * the connection closes; no callback after close even when dowork keeps running. Ours (on
- * purpose, behaviour.md): close forgets the operation, so the same handle opens and registers
+ * purpose, docs/spec/behaviour.md): close forgets the operation, so the same handle opens and registers
  * again (the SDK's register_device fails there). */
 TEST(ut_close_succeed) {
     DEVICE d;

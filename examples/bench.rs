@@ -1,8 +1,8 @@
 //! Benchmark driver for `scripts/bench.sh` (not a test; prints JSON lines for benches/run.py).
 //!
-//! It drives the provider table through its C function pointers the way the SDK's LL client
-//! does (create, options, open, a `dowork` loop, register on CONNECTED, poll after ASSIGNING,
-//! close inside the data callback, destroy), for one device or for thousands on one thread.
+//! It drives the provider table with the test kit's LL-client stand-in (`testkit::Ll`: create,
+//! options, open, a `dowork` loop, register on CONNECTED, poll after ASSIGNING, close inside the
+//! data callback, destroy), for one device or for thousands on one thread.
 //!
 //! ```text
 //! bench setup  --ca FILE [--native] [--reps N] [--uri HOST]          open/first dowork -> TCP accept
@@ -11,18 +11,13 @@
 //! ```
 #![allow(clippy::missing_safety_doc)]
 
-use std::cell::RefCell;
-use std::ffi::{CStr, CString};
 use std::io::BufRead;
 use std::net::TcpListener;
-use std::os::raw::{c_char, c_uchar, c_void};
-use std::ptr;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use prov_mqtt_transport::ffi::*;
-
-const API_VERSION: &str = "2021-06-01";
+use testkit::{Auth, Device, Ll, Proto};
 
 #[derive(Default)]
 struct Args {
@@ -68,241 +63,37 @@ fn args() -> Args {
     a
 }
 
-fn c(s: &str) -> CString {
-    CString::new(s).unwrap()
-}
-
-fn strdup(s: &str) -> *mut c_char {
-    // SAFETY: strdup mallocs a copy; the transport frees it.
-    unsafe { libc::strdup(c(s).as_ptr()) }
-}
-
-fn table(ws: bool) -> &'static PROV_DEVICE_TRANSPORT_PROVIDER {
-    // SAFETY: the provider functions return a pointer to a static table.
-    unsafe {
-        &*if ws {
-            Prov_Device_MQTT_WS_Protocol()
-        } else {
-            Prov_Device_MQTT_Protocol()
-        }
+/// create + trusted_cert + open, through the test kit's LL-client stand-in (register on
+/// CONNECTED, poll after ASSIGNING, close inside the data callback); the first `dowork` starts
+/// the connection.
+fn open_device(a: &Args, regid: String, key: String) -> Ll {
+    let proto = if a.ws { Proto::Ws } else { Proto::Mqtt };
+    let mut d = Device::new(
+        proto,
+        a.uri.as_str(),
+        &regid,
+        Auth::SymmetricKey { key_b64: key },
+    )
+    .trace(false);
+    d.scope = a.scope.clone();
+    if !a.native {
+        d = d.trusting(&a.ca);
     }
+    let ll = Ll::create(&d);
+    assert_eq!(ll.open(), 0, "open failed");
+    ll
 }
 
-#[derive(Clone, Copy, PartialEq, Debug)]
-enum Next {
-    Register,
-    Poll,
+fn destroy(d: &Ll) {
+    d.close();
+    d.destroy();
 }
 
-/// One device as the LL client sees it.
-struct Dev {
-    regid: String,
-    key: String,
-    scope: String,
-    handle: PROV_DEVICE_TRANSPORT_HANDLE,
-    table: &'static PROV_DEVICE_TRANSPORT_PROVIDER,
-    next: RefCell<Option<(Next, Instant)>>,
-    has_op: RefCell<bool>,
-    assigning_seen: RefCell<bool>,
-    result: RefCell<Option<PROV_DEVICE_TRANSPORT_RESULT>>,
-    done_at: RefCell<Option<Instant>>,
-}
-
-fn dev<'a>(p: *mut c_void) -> &'a Dev {
-    // SAFETY: every callback gets the Dev pointer this driver passed, alive for the whole run.
-    unsafe { &*(p as *const Dev) }
-}
-
-unsafe extern "C" fn on_data(
-    result: PROV_DEVICE_TRANSPORT_RESULT,
-    _key: BUFFER_HANDLE,
-    _hub: *const c_char,
-    _device_id: *const c_char,
-    user: *mut c_void,
-) {
-    let d = dev(user);
-    *d.result.borrow_mut() = Some(result);
-    *d.done_at.borrow_mut() = Some(Instant::now());
-    *d.next.borrow_mut() = None;
-    // SAFETY: the handle is alive; the LL client closes from inside this callback.
-    unsafe { (d.table.prov_transport_close.unwrap())(d.handle) };
-}
-
-unsafe extern "C" fn on_status(
-    status: PROV_DEVICE_TRANSPORT_STATUS,
-    retry: u32,
-    user: *mut c_void,
-) {
-    use PROV_DEVICE_TRANSPORT_STATUS::*;
-    let d = dev(user);
-    let wait = Duration::from_secs(u64::from(retry));
-    let next = match status {
-        PROV_DEVICE_TRANSPORT_STATUS_CONNECTED => Some((Next::Register, Instant::now())),
-        PROV_DEVICE_TRANSPORT_STATUS_ASSIGNING | PROV_DEVICE_TRANSPORT_STATUS_UNASSIGNED => {
-            *d.has_op.borrow_mut() = true;
-            *d.assigning_seen.borrow_mut() = true;
-            Some((Next::Poll, Instant::now() + wait))
-        }
-        PROV_DEVICE_TRANSPORT_STATUS_TRANSIENT => {
-            let n = if *d.has_op.borrow() {
-                Next::Poll
-            } else {
-                Next::Register
-            };
-            Some((n, Instant::now() + wait))
-        }
-        _ => None,
-    };
-    *d.next.borrow_mut() = next;
-}
-
-unsafe extern "C" fn on_error(_error: PROV_DEVICE_TRANSPORT_ERROR, _user: *mut c_void) {}
-
-unsafe extern "C" fn on_challenge(
-    _nonce: *const c_uchar,
-    _nonce_len: usize,
-    _key_name: *const c_char,
-    user: *mut c_void,
-) -> *mut c_char {
-    let d = dev(user);
-    let expiry = dps_emulator::sas::now_unix() + 3600;
-    strdup(&dps_emulator::sas::token(
-        &d.scope, &d.regid, &d.key, expiry,
-    ))
-}
-
-unsafe extern "C" fn on_create_json(
-    _ek: *const c_char,
-    _srk: *const c_char,
-    user: *mut c_void,
-) -> *mut c_char {
-    strdup(&format!("{{\"registrationId\":\"{}\"}}", dev(user).regid))
-}
-
-unsafe extern "C" fn on_parse(json: *const c_char, _user: *mut c_void) -> *mut PROV_JSON_INFO {
-    use PROV_DEVICE_TRANSPORT_STATUS::*;
-    // SAFETY: the transport passes a NUL-terminated string.
-    let text = unsafe { CStr::from_ptr(json) }.to_string_lossy();
-    let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
-        return ptr::null_mut();
-    };
-    let s = |x: Option<&serde_json::Value>| {
-        x.and_then(|x| x.as_str())
-            .map(strdup)
-            .unwrap_or(ptr::null_mut())
-    };
-    let state = v.get("registrationState");
-    let (status, op, hub, id) = match v.get("status").and_then(|x| x.as_str()) {
-        Some("assigning") => (
-            PROV_DEVICE_TRANSPORT_STATUS_ASSIGNING,
-            s(v.get("operationId")),
-            ptr::null_mut(),
-            ptr::null_mut(),
-        ),
-        Some("assigned") => (
-            PROV_DEVICE_TRANSPORT_STATUS_ASSIGNED,
-            ptr::null_mut(),
-            s(state.and_then(|x| x.get("assignedHub"))),
-            s(state.and_then(|x| x.get("deviceId"))),
-        ),
-        _ => return ptr::null_mut(),
-    };
-    // SAFETY: malloc of the record size; every field is written below.
-    unsafe {
-        let info = libc::malloc(std::mem::size_of::<PROV_JSON_INFO>()) as *mut PROV_JSON_INFO;
-        info.write(PROV_JSON_INFO {
-            prov_status: status,
-            operation_id: op,
-            authorization_key: ptr::null_mut(),
-            key_name: ptr::null_mut(),
-            iothub_uri: hub,
-            device_id: id,
-        });
-        info
-    }
-}
-
-/// create + trusted_cert + open; the first `dowork` starts the connection.
-fn open_device(a: &Args, regid: String, key: String) -> Box<Dev> {
-    let t = table(a.ws);
-    let mut d = Box::new(Dev {
-        regid,
-        key,
-        scope: a.scope.clone(),
-        handle: ptr::null_mut(),
-        table: t,
-        next: RefCell::new(None),
-        has_op: RefCell::new(false),
-        assigning_seen: RefCell::new(false),
-        result: RefCell::new(None),
-        done_at: RefCell::new(None),
-    });
-    let user = &mut *d as *mut Dev as *mut c_void;
-    let (uri, scope, api, regid) = (c(&a.uri), c(&a.scope), c(API_VERSION), c(&d.regid));
-    // SAFETY: valid strings and callbacks; `d` outlives the handle (destroyed before drop).
-    unsafe {
-        let h = (t.prov_transport_create.unwrap())(
-            uri.as_ptr(),
-            TRANSPORT_HSM_TYPE(2),
-            scope.as_ptr(),
-            api.as_ptr(),
-            Some(on_error),
-            user,
-        );
-        assert!(!h.is_null(), "create failed");
-        d.handle = h;
-        if !a.native {
-            let ca = c(&a.ca);
-            assert_eq!((t.prov_transport_trusted_cert.unwrap())(h, ca.as_ptr()), 0);
-        }
-        let rc = (t.prov_transport_open.unwrap())(
-            h,
-            regid.as_ptr(),
-            ptr::null_mut(),
-            ptr::null_mut(),
-            Some(on_data),
-            user,
-            Some(on_status),
-            user,
-            Some(on_challenge),
-            user,
-        );
-        assert_eq!(rc, 0, "open failed");
-    }
-    d
-}
-
-/// One LL-client step: dowork, then the request that is due.
-fn step(d: &Dev, now: Instant) {
-    // SAFETY: the handle is alive until destroy.
-    unsafe { (d.table.prov_transport_dowork.unwrap())(d.handle) };
-    let due = *d.next.borrow();
-    if let Some((next, at)) = due {
-        if now >= at {
-            *d.next.borrow_mut() = None;
-            // SAFETY: as above.
-            let rc = unsafe {
-                match next {
-                    Next::Register => (d.table.prov_transport_register.unwrap())(
-                        d.handle,
-                        Some(on_parse),
-                        Some(on_create_json),
-                        d as *const Dev as *mut c_void,
-                    ),
-                    Next::Poll => (d.table.prov_transport_get_op_status.unwrap())(d.handle),
-                }
-            };
-            assert_eq!(rc, 0, "{next:?} refused");
-        }
-    }
-}
-
-fn destroy(d: &Dev) {
-    // SAFETY: the handle is alive; destroy ends it.
-    unsafe {
-        (d.table.prov_transport_close.unwrap())(d.handle);
-        (d.table.prov_transport_destroy.unwrap())(d.handle);
-    }
+fn assigning_seen(d: &Ll) -> bool {
+    d.outcome()
+        .statuses
+        .iter()
+        .any(|(s, _)| *s == PROV_DEVICE_TRANSPORT_STATUS::PROV_DEVICE_TRANSPORT_STATUS_ASSIGNING)
 }
 
 fn device_key(a: &Args, regid: &str) -> String {
@@ -400,8 +191,7 @@ fn setup(a: &Args) {
         let t0 = Instant::now();
         let d = open_device(&a, format!("setup-{rep}"), "a2V5".into());
         let opened = Instant::now();
-        // SAFETY: the handle is alive.
-        unsafe { (d.table.prov_transport_dowork.unwrap())(d.handle) };
+        d.dowork();
         let first_dowork_returned = Instant::now();
         let accepted = rx.recv_timeout(Duration::from_secs(10)).expect("no accept");
         // CPU of the whole process (caller's thread, I/O thread, resolver) from create to here
@@ -427,11 +217,11 @@ fn setup(a: &Args) {
 fn idle(a: &Args) {
     let d = open_device(a, "idle-dev".into(), device_key(a, "idle-dev"));
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !*d.assigning_seen.borrow() && Instant::now() < deadline {
-        step(&d, Instant::now());
+    while !assigning_seen(&d) && Instant::now() < deadline {
+        d.step(Instant::now());
         std::thread::sleep(Duration::from_micros(200));
     }
-    assert!(*d.assigning_seen.borrow(), "no ASSIGNING status");
+    assert!(assigning_seen(&d), "no ASSIGNING status");
     // SAFETY: gettid has no preconditions.
     let tid = unsafe { libc::syscall(libc::SYS_gettid) };
     println!("{{\"mode\":\"idle-ready\",\"tid\":{tid}}}");
@@ -439,7 +229,8 @@ fn idle(a: &Args) {
         let mut line = String::new();
         std::io::stdin().lock().read_line(&mut line).unwrap();
     }
-    let dowork = d.table.prov_transport_dowork.unwrap();
+    // the C call itself, without the driver around it
+    let (dowork, handle) = (d.table().prov_transport_dowork.unwrap(), d.handle());
     let budget = Duration::from_millis(a.ms);
     // markers for the syscall count: only the loop lies between the two getppid calls
     // SAFETY: getppid has no preconditions.
@@ -449,7 +240,7 @@ fn idle(a: &Args) {
     loop {
         for _ in 0..256 {
             // SAFETY: the handle is alive.
-            unsafe { dowork(d.handle) };
+            unsafe { dowork(handle) };
         }
         calls += 256;
         if start.elapsed() >= budget {
@@ -459,14 +250,14 @@ fn idle(a: &Args) {
     let elapsed = start.elapsed();
     // SAFETY: as above.
     unsafe { libc::getppid() };
-    let still_waiting = d.result.borrow().is_none();
+    let still_waiting = d.outcome().result.is_none();
     println!(
         "{{\"mode\":\"idle\",\"calls\":{calls},\"ns_per_call\":{:.1},\"still_waiting\":{still_waiting}}}",
         elapsed.as_nanos() as f64 / calls as f64
     );
     // finish the registration
-    while d.result.borrow().is_none() && Instant::now() < deadline {
-        step(&d, Instant::now());
+    while d.outcome().result.is_none() && Instant::now() < deadline {
+        d.step(Instant::now());
         std::thread::sleep(Duration::from_millis(1));
     }
     destroy(&d);
@@ -484,7 +275,7 @@ fn fleet(a: &Args) {
     let r0 = rusage();
     let (threads0, rss0) = proc_status();
     let t0 = Instant::now();
-    let devices: Vec<Box<Dev>> = (0..a.n)
+    let devices: Vec<Ll> = (0..a.n)
         .map(|i| {
             let regid = format!("fleet-{i}");
             let key = device_key(a, &regid);
@@ -501,9 +292,9 @@ fn fleet(a: &Args) {
         let sweep = Instant::now();
         remaining = 0;
         for d in &devices {
-            if d.result.borrow().is_none() {
-                step(d, sweep);
-                remaining += usize::from(d.result.borrow().is_none());
+            if d.outcome().result.is_none() {
+                d.step(sweep);
+                remaining += usize::from(d.outcome().result.is_none());
             }
         }
         sweeps += 1;
@@ -525,13 +316,13 @@ fn fleet(a: &Args) {
     let ok = devices
         .iter()
         .filter(|d| {
-            *d.result.borrow()
+            d.outcome().result
                 == Some(PROV_DEVICE_TRANSPORT_RESULT::PROV_DEVICE_TRANSPORT_RESULT_OK)
         })
         .count();
     let mut done_ms: Vec<f64> = devices
         .iter()
-        .filter_map(|d| d.done_at.borrow().map(|x| ms(x - t0)))
+        .filter_map(|d| d.outcome().done_at.map(|x| ms(x - t0)))
         .collect();
     done_ms.sort_by(|x, y| x.partial_cmp(y).unwrap());
     let pct = |p: f64| {

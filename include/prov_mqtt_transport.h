@@ -204,7 +204,7 @@ typedef struct PROV_DEVICE_TRANSPORT_PROVIDER {
 } PROV_DEVICE_TRANSPORT_PROVIDER;
 
 /**
- * The name of the table in the requirement documents (seeds 000 and 001).
+ * The name of the table in the SDK's 2017 requirement documents (docs/spec/releases.md).
  */
 typedef struct PROV_DEVICE_TRANSPORT_PROVIDER PROV_TRANSPORT_PROVIDER;
 
@@ -219,21 +219,34 @@ extern "C" {
 
 /**
  * The MQTT-over-TLS provider table (port 8883).
+ *
+ * # Safety
+ * Safe to call from any thread at any time. The table is static: never write to it or free
+ * it. Each slot's own contract is in docs/spec/abi.md.
  */
 const struct PROV_DEVICE_TRANSPORT_PROVIDER *Prov_Device_MQTT_Protocol(void);
 
 /**
  * The MQTT-over-WebSocket provider table (port 443, path `/$iothub/websocket`).
+ *
+ * # Safety
+ * As `Prov_Device_MQTT_Protocol`.
  */
 const struct PROV_DEVICE_TRANSPORT_PROVIDER *Prov_Device_MQTT_WS_Protocol(void);
 
 /**
  * The MQTT-over-TLS table under the requirement documents' name.
+ *
+ * # Safety
+ * As `Prov_Device_MQTT_Protocol` (it returns the same table).
  */
 const PROV_TRANSPORT_PROVIDER *PROV_MQTT_Protocol(void);
 
 /**
  * The MQTT-over-WebSocket table under the requirement documents' name.
+ *
+ * # Safety
+ * As `Prov_Device_MQTT_Protocol` (it returns the same table as `Prov_Device_MQTT_WS_Protocol`).
  */
 const PROV_TRANSPORT_PROVIDER *PROV_MQTT_WS_Protocol(void);
 

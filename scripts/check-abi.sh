@@ -10,9 +10,12 @@ if ! diff -u "$want" <(printf '%s\n' "$got"); then
     echo "check-abi: the exported dynamic symbols of $lib differ from $want" >&2
     exit 1
 fi
+# build.rs derives the SONAME from the crate's major version; this says what it must be.
+version=$(sed -n 's/^version = "\([0-9.]*\)"$/\1/p' Cargo.toml | head -n 1)
+want_soname="libprov_mqtt_transport.so.${version%%.*}"
 soname=$(readelf -d "$lib" | sed -n 's/.*Library soname: \[\(.*\)\]/\1/p')
-if [ "$soname" != "libprov_mqtt_transport.so.0" ]; then
-    echo "check-abi: SONAME is '$soname', expected libprov_mqtt_transport.so.0" >&2
+if [ "$soname" != "$want_soname" ]; then
+    echo "check-abi: SONAME is '$soname', expected $want_soname (crate version $version)" >&2
     exit 1
 fi
 if git rev-parse --git-dir >/dev/null 2>&1 && ! git diff --exit-code -- include/; then

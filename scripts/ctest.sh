@@ -15,10 +15,24 @@ cmake -S cmake -B build/cmake -DPMT_CARGO_TARGET_DIR="$PWD/target" >/dev/null
 cmake --build build/cmake
 rm -rf build/prefix
 cmake --install build/cmake --prefix "$PWD/build/prefix" >/dev/null
-readelf -d build/prefix/lib/libprov_mqtt_transport.so.0.1.0 | grep -q 'SONAME.*\[libprov_mqtt_transport.so.0\]'
-[ "$(readlink build/prefix/lib/libprov_mqtt_transport.so)" = libprov_mqtt_transport.so.0 ]
-[ "$(readlink build/prefix/lib/libprov_mqtt_transport.so.0)" = libprov_mqtt_transport.so.0.1.0 ]
+# the links follow the SONAME build.rs set: .so -> .so.N -> .so.X.Y.Z
+version=$(sed -n 's/^version = "\([0-9.]*\)"$/\1/p' Cargo.toml | head -n 1)
+real=libprov_mqtt_transport.so.$version
+soname=$(readelf -d "build/prefix/lib/$real" | sed -n 's/.*Library soname: \[\(.*\)\]/\1/p')
+[ "$soname" = "libprov_mqtt_transport.so.${version%%.*}" ]
+[ "$(readlink build/prefix/lib/libprov_mqtt_transport.so)" = "$soname" ]
+[ "$(readlink "build/prefix/lib/$soname")" = "$real" ]
+# as shipped: stripped, the debug info beside them, the .so pointing at its debug file
+for f in "$real" libprov_mqtt_transport.a; do
+    [ -s "build/prefix/lib/.debug/$f.debug" ] || { echo "no build/prefix/lib/.debug/$f.debug" >&2; exit 1; }
+    if readelf -S "build/prefix/lib/$f" | grep -q '\.debug_'; then
+        echo "build/prefix/lib/$f still carries debug sections" >&2
+        exit 1
+    fi
+done
+readelf -S "build/prefix/lib/$real" | grep -q '\.gnu_debuglink'
 echo "installed: $(cd build/prefix && find . -type f -o -type l | sort | tr '\n' ' ')"
+echo "sizes (bytes): $(cd build/prefix/lib && stat -c '%n %s' "$real" libprov_mqtt_transport.a .debug/* | tr '\n' ';')"
 
 echo "== pkg-config: the C sample built with the installed .pc"
 export PKG_CONFIG_PATH="$PWD/build/prefix/lib/pkgconfig"
@@ -34,7 +48,31 @@ if ldd build/prov_dev_sample_static | grep -q libprov_mqtt_transport; then
     echo "build/prov_dev_sample_static should not need libprov_mqtt_transport.so" >&2
     exit 1
 fi
+strip -o build/prov_dev_sample_static.stripped build/prov_dev_sample_static
+echo "the C sample linked statically: $(stat -c %s build/prov_dev_sample_static.stripped) bytes stripped"
 echo "pkg-config prov_mqtt_transport $(pkg-config --modversion prov_mqtt_transport): OK (shared and static)"
+
+echo "== the package refuses an SDK older than LTS_07_2019 in the same build (11-slot table)"
+sdk=build/fake-sdk
+for release in 2018 2019; do
+    rm -rf "$sdk" && mkdir -p "$sdk/inc/azure_prov_client/internal"
+    if [ $release = 2018 ]; then args="PROV_DEVICE_TRANSPORT_STATUS transport_status, void* user_ctx"
+    else args="PROV_DEVICE_TRANSPORT_STATUS transport_status, uint32_t retry_interval, void* user_ctx"; fi
+    echo "typedef void(*PROV_DEVICE_TRANSPORT_STATUS_CALLBACK)($args);" >"$sdk/inc/azure_prov_client/internal/prov_transport_private.h"
+    cat >"$sdk/CMakeLists.txt" <<SDK
+cmake_minimum_required(VERSION 3.16)
+project(fake_sdk_app C)
+add_library(prov_device_ll_client INTERFACE)
+target_include_directories(prov_device_ll_client INTERFACE \${CMAKE_CURRENT_SOURCE_DIR}/inc)
+find_package(prov_mqtt_transport CONFIG REQUIRED)
+SDK
+    if cmake -S "$sdk" -B "$sdk/build" -Dprov_mqtt_transport_DIR="$PWD/build/prefix/lib/cmake/prov_mqtt_transport" >"$sdk.log" 2>&1; then
+        [ $release = 2019 ] || { echo "the package accepted a $release SDK" >&2; exit 1; }
+    else
+        [ $release = 2018 ] && grep -q "older than LTS_07_2019" "$sdk.log" || { cat "$sdk.log" >&2; exit 1; }
+    fi
+done
+echo "an SDK with the 2018 status callback is refused at configure time; the 2019 one is accepted"
 
 echo "== ctest/REQUIREMENTS.md names every C test, and every test it names exists"
 tests=$(grep -ohE '^TEST\([A-Za-z0-9_]+\)' ctest/*.c | sed 's/TEST(\(.*\))/\1/' | sort -u)

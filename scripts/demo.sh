@@ -12,10 +12,13 @@ if ! command -v cc >/dev/null; then
         || { echo "demo: a C compiler is needed (apt-get install gcc)" >&2; exit 1; }
 fi
 
-echo "== building the library and the emulator (release)"
-cargo build --release --quiet -p prov_mqtt_transport -p dps-emulator
+echo "== building the library and the emulator (release; a few minutes the first time)"
+cargo build --release -p prov_mqtt_transport -p dps-emulator
 lib=target/release
-ln -sf libprov_mqtt_transport.so "$lib/libprov_mqtt_transport.so.0"
+# programs load the library by its SONAME (libprov_mqtt_transport.so.N), which plain cargo does
+# not create: the CMake package's build tree and install have it (README, "Loading")
+soname=$(readelf -d "$lib/libprov_mqtt_transport.so" | sed -n 's/.*Library soname: \[\(.*\)\]/\1/p')
+ln -sf libprov_mqtt_transport.so "$lib/$soname"
 
 work=$(mktemp -d)
 emu_pid=
@@ -48,3 +51,5 @@ echo "== X.509 over MQTT/WSS";       "$work/prov_dev_sample" --ws --uri "localho
 echo "== symmetric key over MQTT/TLS"; "$work/prov_dev_sample" --uri "localhost:$mqtt_port" "${common[@]}" "${sym[@]}"
 echo "== symmetric key over MQTT/WSS"; "$work/prov_dev_sample" --ws --uri "localhost:$ws_port" "${common[@]}" "${sym[@]}"
 echo "== demo done: 4 registrations assigned"
+echo "   (emulated-hub.azure-devices.net is the emulator's made-up hub: against Azure DPS, the hub"
+echo "    is the IoT hub your enrollment assigns the device to)"

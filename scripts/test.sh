@@ -25,34 +25,59 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 if command -v rustup >/dev/null; then rustup component add rustfmt clippy >/dev/null 2>&1 || true; fi
 
-# Everything the tests need is installed now: a test that would skip for lack of it fails instead.
+# Everything the tests need is installed now: a test that would skip for lack of it fails instead
+# (testkit::require_tool / require_root; without this variable they print "skipped: ..." and pass).
 export PROV_TEST_REQUIRE_ALL=1
 
-echo "== format and lints"
+# Each phase prints its name, then its duration when the next one starts (or the run ends).
+started=$SECONDS phase_name="" phase_started=$SECONDS
+end_phase() {
+    [ -n "$phase_name" ] && echo "== $phase_name ($1 $((SECONDS - phase_started)) s)"
+    phase_name=""
+}
+phase() {
+    end_phase took
+    phase_name="$1" phase_started=$SECONDS
+    echo "== $1"
+}
+finish() {
+    local rc=$?
+    if [ "$rc" = 0 ]; then end_phase took; echo "== all phases passed in $((SECONDS - started)) s"
+    else end_phase "FAILED after"; echo "== failed after $((SECONDS - started)) s in total"; fi
+}
+trap finish EXIT
+
+phase "format and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 
-echo "== ABI: exported symbols, SONAME, generated header"
+phase "ABI: exported symbols, SONAME, generated header"
 cargo build -p prov_mqtt_transport
 scripts/check-abi.sh target/debug/libprov_mqtt_transport.so
 cc -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror -pedantic -Iinclude examples/c/prov_dev_sample.c \
     -Ltarget/debug -lprov_mqtt_transport -o target/debug/prov_dev_sample
 echo "C sample builds with -Wall -Wextra -Werror -pedantic"
 
-echo "== Rust tests (unit, C boundary, end-to-end against the emulator; emulator tests)"
+phase "Rust tests (unit, C boundary, end-to-end against the emulator; emulator tests)"
 cargo test --workspace
 
-echo "== the C harness: CMake package, pkg-config, ctest (plain, valgrind, ASan+UBSan)"
+phase "the C harness: CMake package, pkg-config, ctest (plain, valgrind, ASan+UBSan)"
 scripts/ctest.sh plain valgrind asan
 
-echo "== 1,000 create/open/register/close/destroy cycles: RSS, fds and threads stay flat"
+phase "the CMake package's cross-build path (a toolchain file naming the host's triple)"
+scripts/cross-check.sh
+
+phase "1,000 create/open/register/close/destroy cycles: RSS, fds and threads stay flat"
 scripts/cycles.sh
 
-echo "== the real Python and Node DPS clients against the emulator"
+phase "chaos, short run: 300 registrations through a faulty relay, each ends once within its budget"
+REGISTRATIONS=300 scripts/chaos.sh
+
+phase "the real Python and Node DPS clients against the emulator"
 dps-emulator/fidelity/run.sh
 
-echo "== fuzz smoke run (every cargo-fuzz target briefly; the 10-minute runs are in the notes)"
+phase "fuzz smoke run (every cargo-fuzz target briefly; the 10-minute runs are in the notes)"
 FUZZ_SECONDS=10 scripts/fuzz-smoke.sh
 
-echo "== bench smoke run (tiny counts: proves the bench runs; figures are not asserted)"
+phase "bench smoke run (tiny counts: proves the bench runs; figures are not asserted)"
 scripts/bench.sh --smoke

@@ -5,7 +5,6 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::dps::body::{PayloadError, ServiceError};
-use crate::dps::topic::TopicError;
 
 /// Everything that can go wrong, in words that say what and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,7 +30,7 @@ pub enum Error {
     Proxy { why: String, transient: bool },
     /// The WebSocket upgrade failed.
     WebSocket(String),
-    /// The server refused the MQTT CONNECT.
+    /// The server refused the MQTT CONNECT (3, "server unavailable", is worth a retry).
     ConnAckRefused(u8),
     /// The server refused the subscription to the reply topic.
     SubAckRefused,
@@ -46,8 +45,6 @@ pub enum Error {
         waiting_for: &'static str,
         after: Duration,
     },
-    /// A reply topic that cannot be used.
-    Topic(TopicError),
     /// A reply payload that cannot be handed to the parser.
     Payload(PayloadError),
     /// DPS answered with an error (errorCode, trackingId, message).
@@ -78,6 +75,7 @@ impl Error {
             | Error::WebSocket(_)
             | Error::ThreadStart { .. } => true,
             Error::Protocol(_) | Error::PacketTooLarge(_) => true,
+            Error::ConnAckRefused(code) => *code == 3,
             Error::Tls { transient, .. } | Error::Proxy { transient, .. } => *transient,
             _ => false,
         }
@@ -140,7 +138,6 @@ impl fmt::Display for Error {
             Error::Timeout { waiting_for, after } => {
                 write!(f, "no {waiting_for} within {:.1} s", after.as_secs_f64())
             }
-            Error::Topic(e) => write!(f, "unusable reply topic: {e}"),
             Error::Payload(e) => write!(f, "unusable reply: {e}"),
             Error::Service { status, error } => write!(f, "DPS replied {status}: {error}"),
             Error::RegistrationFailed(why) => write!(f, "registration failed: {why}"),
@@ -171,7 +168,13 @@ mod tests {
 
     #[test]
     fn auth_and_config_failures_are_final() {
-        assert!(!Error::ConnAckRefused(5).is_transient());
+        for code in [1, 2, 4, 5] {
+            assert!(!Error::ConnAckRefused(code).is_transient(), "{code}");
+        }
+        assert!(
+            Error::ConnAckRefused(3).is_transient(),
+            "server unavailable"
+        );
         assert!(!Error::Tls {
             why: "certificate not trusted".into(),
             transient: false

@@ -7,8 +7,9 @@
 //! 12-slot provider table.
 //!
 //! The rooms, data flowing one way: C call → [`ffi`] (the unsafe code, but for the signal mask
-//! of the library's threads: checks, converts, panic boundary) → [`transport`] (one handle's core) → [`session`] (the sans-io registration
-//! state machine, driven by [`dps`], the pure protocol functions) → [`net`] (TCP, proxy, TLS,
+//! of the library's threads in [`net`]: checks, converts, panic boundary) → [`transport`] (one
+//! handle's core) → [`session`] (the sans-io registration state machine, driven by [`dps`], the
+//! pure protocol functions; [`mod@trace`] renders its packets) → [`net`] (TCP, proxy, TLS,
 //! WebSocket on one shared background I/O thread). Events come back net → session → ffi → C
 //! callbacks, only inside `dowork` or `close`, on the caller's thread.
 #![deny(unsafe_code)]
@@ -22,6 +23,7 @@ pub mod net;
 pub mod options;
 pub mod secret;
 pub mod session;
+pub mod trace;
 pub mod transport;
 
 pub use error::Error;

@@ -8,10 +8,15 @@ use std::time::Instant;
 use rustls::{ClientConfig, RootCertStore};
 
 use crate::error::Error;
-use crate::net::{tls, ConnectSpec, Endpoint, Flavor, Link, Proxy, TlsSetup};
+use crate::net::{tls, ConnectSpec, Endpoint, Flavor, Goodbye, Link, Proxy, TlsSetup};
 use crate::options::Setting;
 use crate::secret::Secret;
 use crate::session::{Auth, Callout, Outcome, Parsed, Session, Settings, Ticket};
+
+/// At most this many network events are handled by one `dowork`; the rest wait for the next
+/// call (and, once the link's small queue is full, in the server's TCP buffers), so a server
+/// that floods packets cannot make one call last long.
+pub const MAX_EVENTS_PER_DOWORK: usize = 32;
 
 pub struct Transport {
     flavor: Flavor,
@@ -23,6 +28,10 @@ pub struct Transport {
     min_version: tls::MinVersion,
     tls_config: Option<Arc<ClientConfig>>,
     link: Option<Link>,
+    /// The last graceful close, which the caller's `close` waits for (bounded).
+    goodbye: Option<Goodbye>,
+    /// Events handled since the last `poll` that returned nothing (one `dowork`).
+    events_this_round: usize,
 }
 
 impl Transport {
@@ -34,18 +43,7 @@ impl Transport {
         api_version: &str,
     ) -> Result<Transport, Error> {
         let endpoint = Endpoint::parse(uri, flavor.default_port())?;
-        if scope.is_empty() {
-            return Err(Error::InvalidArgument {
-                what: "scope_id",
-                why: "is empty".into(),
-            });
-        }
-        if api_version.is_empty() {
-            return Err(Error::InvalidArgument {
-                what: "api_version",
-                why: "is empty".into(),
-            });
-        }
+        crate::dps::ids::check_create(scope, api_version)?;
         Ok(Transport {
             flavor,
             endpoint,
@@ -60,6 +58,8 @@ impl Transport {
             min_version: tls::MinVersion::default(),
             tls_config: None,
             link: None,
+            goodbye: None,
+            events_this_round: 0,
         })
     }
 
@@ -72,18 +72,19 @@ impl Transport {
     }
 
     pub fn open(&mut self, registration_id: &str) -> Result<(), Error> {
-        if registration_id.is_empty() {
-            return Err(Error::InvalidArgument {
-                what: "registration_id",
-                why: "is empty".into(),
-            });
-        }
         self.session.open(registration_id)
     }
 
+    /// Forgets the registration; when the connection is up, its last packets and DISCONNECT
+    /// are written before this returns (waiting at most `GOODBYE_WAIT`), so a process that
+    /// exits right after `close` or `destroy` still says goodbye.
     pub fn close(&mut self) {
         self.session.close();
         self.run_net(Instant::now());
+        self.events_this_round = 0;
+        if let Some(goodbye) = self.goodbye.take() {
+            goodbye.wait();
+        }
     }
 
     pub fn register(&mut self) -> Result<(), Error> {
@@ -167,18 +168,27 @@ impl Transport {
         Ok(())
     }
 
-    /// Delivers network events, advances timers, and returns the next callout to run.
+    /// Delivers network events (at most [`MAX_EVENTS_PER_DOWORK`] until a call returns
+    /// nothing, which ends a `dowork`), advances timers, and returns the next callout to run.
     pub fn poll(&mut self, now: Instant) -> Option<Callout> {
         if let Some(callout) = self.session.next_callout() {
             return Some(callout);
         }
-        while let Some(event) = self.link.as_ref().and_then(Link::try_event) {
+        while self.events_this_round < MAX_EVENTS_PER_DOWORK {
+            let Some(event) = self.link.as_mut().and_then(Link::try_event) else {
+                break;
+            };
+            self.events_this_round += 1;
             self.session.on_net(now, event);
             self.run_net(now);
         }
         self.session.tick(now);
         self.run_net(now);
-        self.session.next_callout()
+        let callout = self.session.next_callout();
+        if callout.is_none() {
+            self.events_this_round = 0;
+        }
+        callout
     }
 
     pub fn credentials(&mut self, ticket: Ticket, now: Instant, token: Option<Secret>) {
@@ -213,14 +223,14 @@ impl Transport {
                         Err(e) => self.session.connect_failed(now, e),
                     }
                 }
-                crate::session::NetAction::Send(packet) => {
+                crate::session::NetAction::Send(wire) => {
                     if let Some(link) = &self.link {
-                        link.send(packet);
+                        link.send(wire.into_packet());
                     }
                 }
                 crate::session::NetAction::Disconnect { graceful } => {
                     if let Some(link) = self.link.take() {
-                        link.close(graceful);
+                        self.goodbye = link.close(graceful);
                     }
                 }
             }

@@ -11,23 +11,17 @@
 //! - refusals: a device without a client certificate is refused by mosquitto in the TLS
 //!   handshake, with an error line that says so.
 //!
-//! WebSocket subprotocol: the library sends `Sec-WebSocket-Protocol: MQTT`, as the C SDK does
-//! (behaviour.md), and the Azure services accept it; mosquitto's libwebsockets matches the name
-//! case-sensitively and only knows `mqtt`, so it closes the connection without answering
-//! (`No supported protocol "MQTT"` in its log). The test proves that on mosquitto's own WSS
-//! listener (the TLS handshake with the client certificate succeeds there; the upgrade is what is
-//! refused, and our error line says where), and runs the WSS checks through a small TLS front
-//! in the test (client certificate required, rewriting only that header's case) onto mosquitto's
-//! plain WebSocket listener: everything past the upgrade (framing, masking, MQTT in binary
-//! messages, pings) is mosquitto's.
+//! WebSocket subprotocol: the library offers `mqtt`, as MQTT 3.1.1 §6 names it, which is the
+//! only spelling mosquitto's libwebsockets accepts (it matches case-sensitively and refuses the
+//! C SDK's `MQTT` with `No supported protocol "MQTT"`), so every WSS check runs on mosquitto's
+//! own WSS listener, client certificate required: the upgrade, framing, masking, MQTT in binary
+//! messages and pings are all mosquitto's.
 //!
 //! mosquitto's WebSocket listeners bind every interface, so the broker and the library's
 //! connections run inside a network namespace this test creates (`ip netns add`) with only a
 //! loopback interface: the test thread joins it with setns(2) before the library's I/O thread
 //! exists, so that thread, mosquitto and every helper started from here live in it too. It needs
 //! root, mosquitto and iproute2; without them it says SKIPPED loudly and passes.
-
-mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -39,48 +33,22 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use common::*;
 use dps_emulator::pki::Pki;
 use prov_mqtt_transport::ffi::*;
 use rumqttc::mqttbytes::v4::{Connect, Packet, Publish, Subscribe, SubscribeFilter};
 use rumqttc::mqttbytes::QoS;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use testkit::tools::skip;
+use testkit::*;
 
 /// Registration ids (MQTT client ids): one per transport, so mosquitto keeps both sessions.
 const TLS_DEVICE: &str = "mosq-tls";
 const WSS_DEVICE: &str = "mosq-wss";
 const IDLE: Duration = Duration::from_secs(10);
 const KEEPALIVE: u32 = 2;
-/// mosquitto's listeners, and the test's TLS front for WSS.
+/// mosquitto's listeners.
 const PLAIN_PORT: u16 = 1883;
 const TLS_PORT: u16 = 8883;
 const WSS_PORT: u16 = 443;
-const WS_PLAIN_PORT: u16 = 8080;
-const FRONT_PORT: u16 = 4443;
-
-fn skip(why: &str) {
-    // The test command sets this: there the prerequisites are installed, so a skip is a failure.
-    if std::env::var_os("PROV_TEST_REQUIRE_ALL").is_some() {
-        panic!("mosquitto interop cannot run: {why}");
-    }
-    eprintln!(
-        "\n**************************************************************\n\
-         *** SKIPPED mosquitto interop: {why}\n\
-         *** (CI runs it as root with: apt-get install mosquitto iproute2)\n\
-         **************************************************************\n"
-    );
-}
-
-fn have(program: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {program}")])
-        .stdout(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
-}
 
 /// A named network namespace, deleted on drop.
 struct Netns(String);
@@ -157,8 +125,7 @@ fn wait_for_port(port: u16) {
 }
 
 /// mosquitto: plain MQTT on 1883 (the responder), MQTT/TLS on 8883 and MQTT/WSS on 443 with
-/// client certificates required (the PKI's root CA trusted, its localhost server certificate),
-/// plain WebSocket on 8080 (behind the test's TLS front).
+/// client certificates required (the PKI's root CA trusted, its localhost server certificate).
 fn mosquitto(pki: &Pki) -> Mosquitto {
     let dir = std::env::temp_dir().join(format!("prov-mosquitto-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -176,8 +143,7 @@ fn mosquitto(pki: &Pki) -> Mosquitto {
          log_dest file {}\nlog_type all\nwebsockets_log_level 255\nconnection_messages true\n\
          listener {PLAIN_PORT} 127.0.0.1\n\
          listener {TLS_PORT} 127.0.0.1\n{tls}\
-         listener {WSS_PORT}\nprotocol websockets\n{tls}\
-         listener {WS_PLAIN_PORT}\nprotocol websockets\n",
+         listener {WSS_PORT}\nprotocol websockets\n{tls}",
         log.display()
     );
     std::fs::write(dir.join("mosquitto.conf"), conf).unwrap();
@@ -189,7 +155,7 @@ fn mosquitto(pki: &Pki) -> Mosquitto {
         .spawn()
         .expect("mosquitto starts");
     let m = Mosquitto { child, log, dir };
-    for port in [PLAIN_PORT, TLS_PORT, WSS_PORT, WS_PLAIN_PORT] {
+    for port in [PLAIN_PORT, TLS_PORT, WSS_PORT] {
         wait_for_port(port);
     }
     m
@@ -202,32 +168,22 @@ fn device(
     root_ca: &str,
     options: &[(&'static str, u32)],
 ) -> Device {
-    Device {
-        protocol: match ws_port {
-            None => Prov_Device_MQTT_Protocol,
-            Some(_) => Prov_Device_MQTT_WS_Protocol,
-        },
+    let proto = match ws_port {
+        None => Proto::Mqtt,
+        Some(_) => Proto::Ws,
+    };
+    Device::new(
+        proto,
         // The real service's form for MQTT (a host name, default port 8883).
-        uri: match ws_port {
-            None => "localhost".into(),
+        match ws_port {
+            None => "localhost".to_string(),
             Some(port) => format!("localhost:{port}"),
         },
-        registration_id: regid.into(),
+        regid,
         auth,
-        trusted_ca: Some(root_ca.to_owned()),
-        u32_options: options.to_vec(),
-        proxy: None,
-        trace: true,
-        close_in_callback: true,
-    }
-}
-
-fn x509(pki: &Pki, regid: &str) -> Auth {
-    let d = pki.device(regid).unwrap();
-    Auth::X509 {
-        cert_chain_pem: d.cert_chain_pem.clone(),
-        key_pem: d.key_pem.clone(),
-    }
+    )
+    .trusting(root_ca)
+    .options(options)
 }
 
 fn count(lines: &[String], needle: &str) -> usize {
@@ -236,101 +192,6 @@ fn count(lines: &[String], needle: &str) -> usize {
 
 fn count_in(text: &str, needle: &str) -> usize {
     text.lines().filter(|l| l.contains(needle)).count()
-}
-
-// ---- the TLS front for WSS -----------------------------------------------------------------
-
-/// Reads an HTTP head (up to the blank line), byte by byte so nothing after it is consumed.
-async fn read_head<S: tokio::io::AsyncRead + Unpin>(s: &mut S) -> std::io::Result<String> {
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        let mut b = [0u8; 1];
-        if s.read(&mut b).await? == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        head.push(b[0]);
-        assert!(head.len() < 16384, "HTTP head too long");
-    }
-    Ok(String::from_utf8_lossy(&head).into_owned())
-}
-
-/// The head with the Sec-WebSocket-Protocol value changed from `from` to `to`, nothing else.
-fn subprotocol(head: &str, from: &str, to: &str) -> String {
-    head.split("\r\n")
-        .map(|line| match line.split_once(':') {
-            Some((name, value)) if name.eq_ignore_ascii_case("sec-websocket-protocol") => {
-                assert_eq!(value.trim(), from, "{line}");
-                format!("{name}: {to}")
-            }
-            _ => line.to_owned(),
-        })
-        .collect::<Vec<_>>()
-        .join("\r\n")
-}
-
-/// TLS on FRONT_PORT with the PKI's server certificate, client certificates from the PKI
-/// required, then the WebSocket upgrade passed to mosquitto's plain WebSocket listener with the
-/// subprotocol's case adapted both ways, then bytes both ways untouched.
-fn tls_front(pki: &Pki) {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_slice_iter(pki.root_ca_pem.as_bytes()) {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-        Arc::new(roots),
-        provider.clone(),
-    )
-    .build()
-    .unwrap();
-    let chain: Vec<_> = CertificateDer::pem_slice_iter(pki.server_chain_pem.as_bytes())
-        .collect::<Result<_, _>>()
-        .unwrap();
-    let key = PrivateKeyDer::from_pem_slice(pki.server_key_pem.as_bytes()).unwrap();
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(chain, key)
-        .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let listener = std::net::TcpListener::bind(("127.0.0.1", FRONT_PORT)).unwrap();
-    listener.set_nonblocking(true).unwrap();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            loop {
-                let (tcp, _) = listener.accept().await.unwrap();
-                let acceptor = acceptor.clone();
-                tokio::spawn(async move {
-                    let Ok(mut tls) = acceptor.accept(tcp).await else {
-                        return;
-                    };
-                    let Ok(request) = read_head(&mut tls).await else {
-                        return;
-                    };
-                    let mut up = tokio::net::TcpStream::connect(("127.0.0.1", WS_PLAIN_PORT))
-                        .await
-                        .unwrap();
-                    up.write_all(subprotocol(&request, "MQTT", "mqtt").as_bytes())
-                        .await
-                        .unwrap();
-                    let Ok(response) = read_head(&mut up).await else {
-                        return;
-                    };
-                    let _ = tls
-                        .write_all(subprotocol(&response, "mqtt", "MQTT").as_bytes())
-                        .await;
-                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut up).await;
-                });
-            }
-        });
-    });
-    wait_for_port(FRONT_PORT);
 }
 
 // ---- a DPS responder behind the broker ---------------------------------------------------
@@ -413,32 +274,33 @@ fn dps_responder(stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u16> {
 
 #[test]
 fn mosquitto_interop_tls_client_certs_wss_and_keepalive() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return skip("not root (ip netns add needs CAP_SYS_ADMIN)");
+    if !require_root("ip netns add") {
+        return;
     }
     for program in ["mosquitto", "ip"] {
-        if !have(program) {
-            return skip(&format!("{program} is not installed"));
+        if !require_tool(program) {
+            return;
         }
     }
     let ns = match Netns::create() {
         Ok(ns) => ns,
-        Err(e) => return skip(&format!("cannot create a network namespace: {e}")),
+        Err(e) => {
+            skip(&format!("cannot create a network namespace: {e}"));
+            return;
+        }
     };
     ns.enter();
     capture_logs();
     let started = Instant::now();
     let pki = Pki::generate(&[TLS_DEVICE, WSS_DEVICE]);
     let broker = mosquitto(&pki);
-    tls_front(&pki);
 
     // 1. Idle over TLS and WSS at once: keep-alive 2 s, nobody answers the register request.
     let idle_options = [
         ("keepalive", KEEPALIVE), // read as `const int*`: the same bits for small values
         ("reply_timeout_secs", 60),
     ];
-    let runs: Vec<_> = [(None, TLS_DEVICE), (Some(FRONT_PORT), WSS_DEVICE)]
+    let runs: Vec<_> = [(None, TLS_DEVICE), (Some(WSS_PORT), WSS_DEVICE)]
         .into_iter()
         .map(|(ws, regid)| {
             let dev = device(
@@ -501,7 +363,7 @@ fn mosquitto_interop_tls_client_certs_wss_and_keepalive() {
     let stop = Arc::new(AtomicBool::new(false));
     let responder = dps_responder(stop.clone());
     std::thread::sleep(Duration::from_millis(300)); // its SUBSCRIBE is in
-    for (ws, regid) in [(None, TLS_DEVICE), (Some(FRONT_PORT), WSS_DEVICE)] {
+    for (ws, regid) in [(None, TLS_DEVICE), (Some(WSS_PORT), WSS_DEVICE)] {
         let o = register(
             &device(ws, regid, x509(&pki, regid), &pki.root_ca_pem, &[]),
             Duration::from_secs(20),
@@ -531,39 +393,27 @@ fn mosquitto_interop_tls_client_certs_wss_and_keepalive() {
         "our PUBACKs for mosquitto's QoS 1 deliveries: {log}"
     );
 
-    // 3. mosquitto's own WSS listener: the TLS handshake with the client certificate succeeds,
-    //    the upgrade with subprotocol "MQTT" is refused (libwebsockets knows only "mqtt").
-    let o = register(
-        &device(
-            Some(WSS_PORT),
-            WSS_DEVICE,
-            x509(&pki, WSS_DEVICE),
-            &pki.root_ca_pem,
-            &[("retry_max_attempts", 0)],
-        ),
-        Duration::from_secs(20),
-    );
-    assert_eq!(
-        o.result,
-        Some(PROV_DEVICE_TRANSPORT_RESULT::PROV_DEVICE_TRANSPORT_RESULT_ERROR),
-        "{o:?}"
-    );
-    let log = broker.log();
+    // 3. Both WSS connections were mosquitto's own WSS listener's: it verified our client
+    //    certificate and accepted the upgrade with the subprotocol we offer.
     assert!(
         log.contains(&format!("client cert CN '{WSS_DEVICE}'")),
         "mosquitto's WSS listener verified our client certificate: {log}"
     );
-    assert!(log.contains("No supported protocol \"MQTT\""), "{log}");
-    let refusal = logs_for(WSS_DEVICE)
-        .into_iter()
-        .rfind(|l| l.contains("error ["))
-        .unwrap();
-    assert!(
-        refusal.contains("without answering the upgrade request")
-            && refusal.contains("subprotocol MQTT"),
-        "{refusal}"
+    assert!(!log.contains("No supported protocol"), "{log}");
+    assert_eq!(
+        count_in(&log, &format!("as {WSS_DEVICE} (p2, c1, k")),
+        2,
+        "the idle and the whole registration over WSS: {log}"
     );
-    println!("MOSQUITTO | mosquitto's WSS listener (443) | {refusal}");
+    // Every close said goodbye: the idle run's and the registration's DISCONNECT, per device.
+    for regid in [TLS_DEVICE, WSS_DEVICE] {
+        assert_eq!(
+            count_in(&log, &format!("Received DISCONNECT from {regid}")),
+            2,
+            "{log}"
+        );
+    }
+    println!("MOSQUITTO | mosquitto's WSS listener ({WSS_PORT}) | upgrade with subprotocol mqtt accepted, client certificate verified");
 
     // 4. No client certificate: mosquitto refuses in the TLS handshake.
     let regid = "mosq-no-cert";

@@ -5,9 +5,9 @@
 //! is one log line saying why; nothing a client sends can make the task panic.
 
 use crate::dps::{self, Request};
-use crate::registry::Reply;
+use crate::registry::{Context, Reply};
 use crate::scenario::{Scenario, Stage};
-use crate::timeline::ConnRecord;
+use crate::timeline::{ConnRecord, Detail};
 use crate::{sas, tls, Shared, MAX_PACKET};
 use bytes::BytesMut;
 use rumqttc::mqttbytes::v4::{
@@ -44,6 +44,8 @@ struct Conn<S> {
     info: ConnInfo,
     rec: ConnRecord,
     regid: String,
+    /// The api-version of the CONNECT user name.
+    api_version: String,
     scenario: Scenario,
     keep_alive: Option<Duration>,
     connect_seen: bool,
@@ -77,6 +79,7 @@ pub(crate) async fn run<S: AsyncRead + AsyncWrite + Unpin>(
         info,
         rec,
         regid: String::new(),
+        api_version: String::new(),
         scenario: Scenario::default(),
         keep_alive: None,
         connect_seen: false,
@@ -344,11 +347,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 return Err("a second CONNECT".into());
             };
             self.last_rx = Instant::now();
-            let topic = match &p {
-                Packet::Publish(p) => Some(p.topic.clone()),
-                _ => None,
+            let (topic, detail) = match &p {
+                Packet::Publish(p) => {
+                    let request = dps::parse_request_topic(&p.topic).is_ok();
+                    let detail = Detail {
+                        csr: request.then(|| dps::body_has_csr(&p.payload)),
+                        ..Detail::default()
+                    };
+                    (Some(p.topic.clone()), detail)
+                }
+                _ => (None, Detail::default()),
             };
-            self.rec.push("in", packet_name(&p), topic.as_deref(), len);
+            self.rec
+                .push_detail("in", packet_name(&p), topic.as_deref(), len, detail);
             match p {
                 Packet::Subscribe(s) => self.on_subscribe(s).await?,
                 Packet::Publish(p) => self.on_publish(p).await?,
@@ -385,9 +396,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         let user = dps::parse_username(&username);
         if let Ok(u) = &user {
             self.regid = u.regid.clone();
+            self.api_version = u.api_version.clone();
             self.rec.set_regid(&u.regid);
         }
-        self.rec.push("in", "CONNECT", None, len);
+        let detail = Detail {
+            api_version: user.as_ref().ok().map(|u| u.api_version.clone()),
+            ..Detail::default()
+        };
+        self.rec.push_detail("in", "CONNECT", None, len, detail);
         let u = match user {
             Ok(u) => u,
             Err(why) => return self.refuse(5, why).await,
@@ -426,7 +442,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             return Err("scenario drop_after connect: dropped without CONNACK".into());
         }
         if let Some(code) = self.scenario.connack_refuse {
-            return self.refuse(code, "scenario connack_refuse".into()).await;
+            match self.scenario.connack_times {
+                Some(times) if n > u64::from(times) => {}
+                _ => return self.refuse(code, "scenario connack_refuse".into()).await,
+            }
         }
         self.keep_alive = (c.keep_alive > 0).then(|| Duration::from_secs(u64::from(c.keep_alive)));
         self.send(Packet::ConnAck(ConnAck::new(
@@ -543,10 +562,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             retry_after,
             body,
             note,
-        } = self
-            .shared
-            .registry
-            .answer(&self.regid, &req, &p.payload, &self.scenario);
+        } = self.shared.registry.answer(
+            &self.regid,
+            &req,
+            &p.payload,
+            &self.scenario,
+            &Context {
+                api_version: &self.api_version,
+                issuer: &self.shared.issuer,
+            },
+        );
         let topic = dps::reply_topic(
             status,
             req.rid(),

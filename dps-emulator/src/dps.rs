@@ -116,11 +116,20 @@ pub fn reply_topic(status: u16, rid: &str, retry_after: Option<u32>, reordered: 
     }
 }
 
-/// Reads the register body: `{"registrationId":"<id>"[,"payload":<json>]}`. An empty body is
-/// accepted. Returns the payload to echo.
-pub fn parse_register_body(body: &[u8], regid: &str) -> Result<Option<Value>, String> {
+/// What a register body asks for.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RegisterBody {
+    /// `payload`, to echo in the assignment.
+    pub payload: Option<Value>,
+    /// `csr`: a base64 DER PKCS#10 request (api-version 2025-07-01-preview and later).
+    pub csr: Option<String>,
+}
+
+/// Reads the register body: `{"registrationId":"<id>"[,"payload":<json>][,"csr":"<b64>"]}`.
+/// An empty body is accepted.
+pub fn parse_register_body(body: &[u8], regid: &str) -> Result<RegisterBody, String> {
     if body.iter().all(|b| b.is_ascii_whitespace()) {
-        return Ok(None);
+        return Ok(RegisterBody::default());
     }
     let v: Value =
         serde_json::from_slice(body).map_err(|e| format!("register body is not JSON: {e}"))?;
@@ -134,7 +143,23 @@ pub fn parse_register_body(body: &[u8], regid: &str) -> Result<Option<Value>, St
             ))
         }
     }
-    Ok(obj.get("payload").filter(|p| !p.is_null()).cloned())
+    let csr = match obj.get("csr") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(c)) => Some(c.clone()),
+        Some(other) => return Err(format!("csr must be a base64 string, not {other}")),
+    };
+    Ok(RegisterBody {
+        payload: obj.get("payload").filter(|p| !p.is_null()).cloned(),
+        csr,
+    })
+}
+
+/// Does a register body carry `csr`? (For the timeline: what went over the wire.)
+pub fn body_has_csr(body: &[u8]) -> bool {
+    serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| v.as_object().map(|o| o.contains_key("csr")))
+        .unwrap_or(false)
 }
 
 /// A new operation id, shaped like the service's (`4.<hex>.<uuid>`).
@@ -197,6 +222,10 @@ pub struct Outcome<'a> {
     pub etag: &'a str,
     /// The register request's payload, echoed.
     pub payload: Option<&'a Value>,
+    /// `connectionProfile` (`classic`, `mqttV5`, ...), when the scenario sets one.
+    pub connection_profile: Option<&'a str>,
+    /// `issuedCertificateChain` (base64 DER, leaf first) of an assignment.
+    pub issued_chain: Option<&'a [String]>,
 }
 
 /// The 200 body of a finished operation.
@@ -210,7 +239,9 @@ pub fn final_body(o: &Outcome<'_>) -> String {
             rs.insert("assignedHub".into(), o.assigned_hub.into());
             rs.insert("deviceId".into(), o.device_id.into());
             rs.insert("status".into(), "assigned".into());
-            rs.insert("substatus".into(), "initialAssignment".into());
+            if let Some(chain) = o.issued_chain {
+                rs.insert("issuedCertificateChain".into(), chain.into());
+            }
             "assigned"
         }
         Final::Failed {
@@ -227,8 +258,13 @@ pub fn final_body(o: &Outcome<'_>) -> String {
             "disabled"
         }
     };
+    // every registrationState carries substatus and etag (the emulator never reprovisions)
+    rs.insert("substatus".into(), "initialAssignment".into());
     rs.insert("lastUpdatedDateTimeUtc".into(), now.into());
     rs.insert("etag".into(), o.etag.into());
+    if let Some(p) = o.connection_profile {
+        rs.insert("connectionProfile".into(), p.into());
+    }
     if let (Final::Assigned, Some(p)) = (o.final_status, o.payload) {
         rs.insert("payload".into(), p.clone());
     }
@@ -315,15 +351,29 @@ mod tests {
 
     #[test]
     fn register_bodies() {
-        assert_eq!(parse_register_body(b"", "d"), Ok(None));
+        assert_eq!(parse_register_body(b"", "d"), Ok(RegisterBody::default()));
         assert_eq!(
             parse_register_body(br#"{"registrationId":"d"}"#, "d"),
-            Ok(None)
+            Ok(RegisterBody::default())
         );
         assert_eq!(
             parse_register_body(br#"{"registrationId":"d","payload":{"k":1}}"#, "d"),
-            Ok(Some(json!({"k":1})))
+            Ok(RegisterBody {
+                payload: Some(json!({"k":1})),
+                csr: None
+            })
         );
+        assert_eq!(
+            parse_register_body(br#"{"registrationId":"d","csr":"MII"}"#, "d"),
+            Ok(RegisterBody {
+                payload: None,
+                csr: Some("MII".into())
+            })
+        );
+        assert!(parse_register_body(br#"{"registrationId":"d","csr":1}"#, "d").is_err());
+        assert!(body_has_csr(br#"{"registrationId":"d","csr":"MII"}"#));
+        assert!(!body_has_csr(br#"{"registrationId":"d"}"#));
+        assert!(!body_has_csr(b"csr"));
         assert!(parse_register_body(br#"{"registrationId":"e"}"#, "d").is_err());
         assert!(parse_register_body(b"{", "d").is_err());
         assert!(parse_register_body(b"[1]", "d").is_err());
@@ -346,6 +396,8 @@ mod tests {
             device_id: "dd",
             etag: "e",
             payload: Some(&payload),
+            connection_profile: None,
+            issued_chain: None,
         };
         let v: Value = serde_json::from_str(&final_body(&o)).unwrap();
         assert_eq!(v["status"], "assigned");
@@ -353,6 +405,23 @@ mod tests {
         assert_eq!(v["registrationState"]["deviceId"], "dd");
         assert_eq!(v["registrationState"]["substatus"], "initialAssignment");
         assert_eq!(v["registrationState"]["payload"], payload);
+        assert_eq!(v["registrationState"]["etag"], "e");
+        assert!(v["registrationState"].get("connectionProfile").is_none());
+        assert!(v["registrationState"]
+            .get("issuedCertificateChain")
+            .is_none());
+        let chain = ["bGVhZg==".to_string(), "aW50".to_string()];
+        let v: Value = serde_json::from_str(&final_body(&Outcome {
+            connection_profile: Some("mqttV5"),
+            issued_chain: Some(&chain),
+            ..o.clone()
+        }))
+        .unwrap();
+        assert_eq!(v["registrationState"]["connectionProfile"], "mqttV5");
+        assert_eq!(
+            v["registrationState"]["issuedCertificateChain"],
+            json!(["bGVhZg==", "aW50"])
+        );
         let fin = Final::Failed {
             error_code: 400209,
             message: "m".into(),
@@ -365,6 +434,8 @@ mod tests {
         .unwrap();
         assert_eq!(v["status"], "failed");
         assert_eq!(v["registrationState"]["errorCode"], 400209);
+        assert_eq!(v["registrationState"]["substatus"], "initialAssignment");
+        assert_eq!(v["registrationState"]["etag"], "e");
         assert!(v["registrationState"].get("assignedHub").is_none());
         let fin = Final::Disabled;
         let v: Value = serde_json::from_str(&final_body(&Outcome {

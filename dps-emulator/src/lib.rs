@@ -16,6 +16,7 @@
 pub mod config;
 mod conn;
 pub mod dps;
+pub mod issue;
 mod log;
 pub mod pki;
 mod registry;
@@ -49,6 +50,7 @@ pub(crate) struct Shared {
     pub(crate) log: log::Log,
     pub(crate) timeline: Arc<timeline::Timeline>,
     pub(crate) registry: registry::Registry,
+    pub(crate) issuer: issue::Issuer,
     pub(crate) accepted: AtomicU64,
 }
 
@@ -76,6 +78,7 @@ impl Emulator {
             None => pki::Pki::try_generate(&[])?,
         };
         let tls = tls::Tls::new(&pki)?;
+        let issuer = issue::Issuer::new(&pki)?;
         let bind = |port: u16, what: &str| {
             let l = std::net::TcpListener::bind((cfg.bind, port))
                 .map_err(|e| context(e, format!("binding the {what} port {}:{port}", cfg.bind)))?;
@@ -105,6 +108,7 @@ impl Emulator {
             log: log::Log::new(cfg.log_to_stderr),
             timeline: Arc::new(timeline::Timeline::new(cfg.timeline_path.clone())),
             registry: registry::Registry::default(),
+            issuer,
             accepted: AtomicU64::new(0),
             cfg,
         });

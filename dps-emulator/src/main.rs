@@ -119,6 +119,9 @@ struct ScenarioFlags {
     /// Refuse CONNECT with this CONNACK code.
     #[arg(long)]
     connack_refuse: Option<u8>,
+    /// With --connack-refuse: refuse only the first N connections of each registration id.
+    #[arg(long)]
+    connack_times: Option<u32>,
     /// Answer SUBSCRIBE with 0x80.
     #[arg(long)]
     suback_fail: bool,
@@ -261,6 +264,9 @@ fn build_config(s: Serve) -> std::io::Result<(Config, Option<tempfile::TempDir>)
     }
     if let Some(v) = f.connack_refuse {
         d.connack_refuse = Some(v);
+    }
+    if let Some(v) = f.connack_times {
+        d.connack_times = Some(v);
     }
     d.suback_fail |= f.suback_fail;
     if let Some(stage) = f.drop_after {

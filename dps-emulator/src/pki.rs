@@ -31,6 +31,10 @@ pub struct Pki {
     pub root_ca_pem: String,
     /// The intermediate CA certificate (issues the server and device certificates).
     pub intermediate_ca_pem: String,
+    /// The intermediate CA's private key, PKCS#8 PEM: what signs the certificates the emulator
+    /// issues for a register request with a CSR. `None` when a certificate directory written by
+    /// an older emulator has no `intermediate-ca-key.pem` (CSRs then get a 500 reply).
+    pub intermediate_key_pem: Option<String>,
     /// Server certificate then intermediate, PEM.
     pub server_chain_pem: String,
     /// The server's private key, PKCS#8 PEM.
@@ -41,6 +45,7 @@ pub struct Pki {
 
 const ROOT_CA: &str = "root-ca.pem";
 const INTERMEDIATE_CA: &str = "intermediate-ca.pem";
+const INTERMEDIATE_KEY: &str = "intermediate-ca-key.pem";
 const SERVER_CHAIN: &str = "server-chain.pem";
 const SERVER_KEY: &str = "server-key.pem";
 
@@ -144,6 +149,7 @@ impl Pki {
             root_ca_pem: root.pem(),
             server_chain_pem: format!("{server_pem}{int_pem}"),
             intermediate_ca_pem: int_pem,
+            intermediate_key_pem: Some(int_key.serialize_pem()),
             server_key_pem,
             devices: map,
         })
@@ -154,23 +160,27 @@ impl Pki {
         self.devices.get(id)
     }
 
-    /// Writes `root-ca.pem`, `intermediate-ca.pem`, `server-chain.pem`, `server-key.pem`,
-    /// `device-<id>.pem` (leaf + intermediate) and `device-<id>-key.pem` into `dir`
-    /// (created if missing).
+    /// Writes `root-ca.pem`, `intermediate-ca.pem`, `intermediate-ca-key.pem`,
+    /// `server-chain.pem`, `server-key.pem`, `device-<id>.pem` (leaf + intermediate) and
+    /// `device-<id>-key.pem` into `dir` (created if missing). The private keys are readable by
+    /// their owner only (0600).
     pub fn write_to(&self, dir: &Path) -> io::Result<()> {
         std::fs::create_dir_all(dir)?;
         std::fs::write(dir.join(ROOT_CA), &self.root_ca_pem)?;
         std::fs::write(dir.join(INTERMEDIATE_CA), &self.intermediate_ca_pem)?;
+        if let Some(k) = &self.intermediate_key_pem {
+            write_private(&dir.join(INTERMEDIATE_KEY), k)?;
+        }
         std::fs::write(dir.join(SERVER_CHAIN), &self.server_chain_pem)?;
-        std::fs::write(dir.join(SERVER_KEY), &self.server_key_pem)?;
+        write_private(&dir.join(SERVER_KEY), &self.server_key_pem)?;
         for (id, d) in &self.devices {
             std::fs::write(dir.join(format!("device-{id}.pem")), &d.cert_chain_pem)?;
-            std::fs::write(dir.join(format!("device-{id}-key.pem")), &d.key_pem)?;
+            write_private(&dir.join(format!("device-{id}-key.pem")), &d.key_pem)?;
         }
         Ok(())
     }
 
-    /// Reads what [`Pki::write_to`] wrote. Device files are optional.
+    /// Reads what [`Pki::write_to`] wrote. Device files and the intermediate key are optional.
     pub fn load_from(dir: &Path) -> io::Result<Pki> {
         let read = |name: &str| {
             std::fs::read_to_string(dir.join(name))
@@ -203,10 +213,34 @@ impl Pki {
         Ok(Pki {
             root_ca_pem: read(ROOT_CA)?,
             intermediate_ca_pem: read(INTERMEDIATE_CA)?,
+            intermediate_key_pem: match dir.join(INTERMEDIATE_KEY).exists() {
+                true => Some(read(INTERMEDIATE_KEY)?),
+                false => None,
+            },
             server_chain_pem: read(SERVER_CHAIN)?,
             server_key_pem: read(SERVER_KEY)?,
             devices,
         })
+    }
+}
+
+/// Writes a private key with mode 0600, also over an existing file that had wider permissions.
+fn write_private(path: &Path, text: &str) -> io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        options.mode(0o600);
+        let mut f = options.open(path)?;
+        // `mode` applies only when the file is created
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        f.write_all(text.as_bytes())
+    }
+    #[cfg(not(unix))]
+    {
+        options.open(path)?.write_all(text.as_bytes())
     }
 }
 

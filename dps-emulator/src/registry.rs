@@ -2,6 +2,7 @@
 //! counts for throttling and injected errors, and which one-time drops already happened.
 
 use crate::dps::{self, Outcome, Request};
+use crate::issue::Issuer;
 use crate::scenario::{Scenario, Stage};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -17,6 +18,8 @@ struct Operation {
     created: String,
     etag: String,
     payload: Option<Value>,
+    /// The chain issued for the register request's CSR, sent with the assignment.
+    issued_chain: Option<Vec<String>>,
 }
 
 #[derive(Default)]
@@ -36,6 +39,14 @@ pub(crate) struct Reply {
     pub(crate) body: String,
     /// For the log line: the operation id or the error.
     pub(crate) note: String,
+}
+
+/// What a reply depends on besides the registration id and its scenario.
+pub(crate) struct Context<'a> {
+    /// The api-version of the connection's CONNECT user name.
+    pub(crate) api_version: &'a str,
+    /// Signs certificates for CSRs.
+    pub(crate) issuer: &'a Issuer,
 }
 
 #[derive(Default)]
@@ -71,7 +82,14 @@ impl Registry {
     }
 
     /// Answers a register or poll request of `regid` according to its scenario.
-    pub(crate) fn answer(&self, regid: &str, req: &Request, body: &[u8], sc: &Scenario) -> Reply {
+    pub(crate) fn answer(
+        &self,
+        regid: &str,
+        req: &Request,
+        body: &[u8],
+        sc: &Scenario,
+        cx: &Context<'_>,
+    ) -> Reply {
         self.with(regid, |st| {
             st.requests += 1;
             if st.requests <= u64::from(sc.throttle_429) {
@@ -108,19 +126,42 @@ impl Registry {
                         body: dps::error_body(400004, &why),
                         note: why,
                     },
-                    Ok(payload) => {
+                    Ok(body) => {
+                        let issued_chain = match &body.csr {
+                            None => None,
+                            Some(csr) => match cx.issuer.issue(csr, regid, cx.api_version) {
+                                Ok(chain) => Some(chain),
+                                Err(r) => {
+                                    return Reply {
+                                        status: r.status,
+                                        retry_after: None,
+                                        body: dps::error_body(r.error_code, &r.message),
+                                        note: format!(
+                                            "csr refused, {}: {}",
+                                            r.error_code, r.message
+                                        ),
+                                    }
+                                }
+                            },
+                        };
                         let op = Operation {
                             id: dps::new_operation_id(),
                             polls: 0,
                             created: dps::now_rfc3339(),
                             etag: dps::new_etag(),
-                            payload,
+                            payload: body.payload,
+                            issued_chain,
+                        };
+                        let issued = if op.issued_chain.is_some() {
+                            ", certificate issued for the csr"
+                        } else {
+                            ""
                         };
                         let reply = Reply {
                             status: 202,
                             retry_after: sc.retry_after,
                             body: dps::assigning_body(&op.id),
-                            note: format!("operation {}", op.id),
+                            note: format!("operation {}{issued}", op.id),
                         };
                         if st.operations.len() >= MAX_OPERATIONS {
                             st.operations.pop_front();
@@ -129,6 +170,15 @@ impl Registry {
                         reply
                     }
                 },
+                Request::Poll { .. } if dps::body_has_csr(body) => {
+                    let why = "csr is not accepted on the operation-status request".to_string();
+                    Reply {
+                        status: 400,
+                        retry_after: None,
+                        body: dps::error_body(crate::issue::ERROR_BAD_CSR, &why),
+                        note: why,
+                    }
+                }
                 Request::Poll { operation_id, .. } => {
                     let Some(op) = st.operations.iter_mut().find(|o| &o.id == operation_id) else {
                         return Reply {
@@ -163,6 +213,11 @@ impl Registry {
                             device_id,
                             etag: &op.etag,
                             payload: op.payload.as_ref(),
+                            connection_profile: sc.connection_profile.as_deref(),
+                            issued_chain: sc
+                                .issued_certificate_chain
+                                .as_deref()
+                                .or(op.issued_chain.as_deref()),
                         }),
                         note: format!("{:?}", sc.final_status).to_lowercase(),
                     }
@@ -177,6 +232,17 @@ mod tests {
     use super::*;
     use crate::scenario::{DropAfter, ErrorReply};
 
+    fn issuer() -> Issuer {
+        Issuer::new(&crate::Pki::generate(&[])).unwrap()
+    }
+
+    fn cx(issuer: &Issuer) -> Context<'_> {
+        Context {
+            api_version: "2021-06-01",
+            issuer,
+        }
+    }
+
     fn reg(rid: &str) -> Request {
         Request::Register { rid: rid.into() }
     }
@@ -188,31 +254,33 @@ mod tests {
 
     #[test]
     fn register_then_polls_then_assigned() {
-        let r = Registry::default();
+        let (r, issuer) = (Registry::default(), issuer());
+        let cx = cx(&issuer);
         let sc = Scenario {
             polls_before_assigned: 2,
             ..Scenario::default()
         };
-        let a = r.answer("d", &reg("1"), br#"{"registrationId":"d"}"#, &sc);
+        let a = r.answer("d", &reg("1"), br#"{"registrationId":"d"}"#, &sc, &cx);
         assert_eq!((a.status, a.retry_after), (202, Some(1)));
         let poll = Request::Poll {
             rid: "2".into(),
             operation_id: op_of(&a),
         };
-        assert_eq!(r.answer("d", &poll, b"", &sc).status, 202);
-        assert_eq!(r.answer("d", &poll, b"", &sc).status, 202);
-        let fin = r.answer("d", &poll, b"", &sc);
+        assert_eq!(r.answer("d", &poll, b"", &sc, &cx).status, 202);
+        assert_eq!(r.answer("d", &poll, b"", &sc, &cx).status, 202);
+        let fin = r.answer("d", &poll, b"", &sc, &cx);
         assert_eq!((fin.status, fin.retry_after), (200, None));
         let unknown = Request::Poll {
             rid: "3".into(),
             operation_id: "nope".into(),
         };
-        assert_eq!(r.answer("d", &unknown, b"", &sc).status, 404);
+        assert_eq!(r.answer("d", &unknown, b"", &sc, &cx).status, 404);
     }
 
     #[test]
     fn throttle_then_error_times_then_normal() {
-        let r = Registry::default();
+        let (r, issuer) = (Registry::default(), issuer());
+        let cx = cx(&issuer);
         let sc = Scenario {
             throttle_429: 2,
             retry_after: None,
@@ -225,12 +293,12 @@ mod tests {
             }),
             ..Scenario::default()
         };
-        let t = r.answer("d", &reg("1"), b"", &sc);
+        let t = r.answer("d", &reg("1"), b"", &sc, &cx);
         assert_eq!((t.status, t.retry_after), (429, Some(1)));
-        assert_eq!(r.answer("d", &reg("2"), b"", &sc).status, 429);
-        assert_eq!(r.answer("d", &reg("3"), b"", &sc).status, 503);
-        assert_eq!(r.answer("d", &reg("4"), b"", &sc).status, 202);
-        assert_eq!(r.answer("d", &reg("5"), b"not json", &sc).status, 400);
+        assert_eq!(r.answer("d", &reg("2"), b"", &sc, &cx).status, 429);
+        assert_eq!(r.answer("d", &reg("3"), b"", &sc, &cx).status, 503);
+        assert_eq!(r.answer("d", &reg("4"), b"", &sc, &cx).status, 202);
+        assert_eq!(r.answer("d", &reg("5"), b"not json", &sc, &cx).status, 400);
     }
 
     #[test]

@@ -123,6 +123,9 @@ pub struct Scenario {
     pub final_status: Final,
     /// Refuse CONNECT with this CONNACK return code (1..=5).
     pub connack_refuse: Option<u8>,
+    /// With `connack_refuse`: refuse only the first N connections of this registration id
+    /// (then accept); `None` = every one.
+    pub connack_times: Option<u32>,
     /// Answer SUBSCRIBE with the failure code 0x80.
     pub suback_fail: bool,
     /// Close the connection when a stage is reached, without answering.
@@ -142,6 +145,12 @@ pub struct Scenario {
     pub assigned_hub: String,
     /// `registrationState.deviceId`; `None` = the registration id.
     pub device_id: Option<String>,
+    /// `registrationState.connectionProfile` (`classic`, `mqttV5`, ...); `None` omits it.
+    pub connection_profile: Option<String>,
+    /// Sent verbatim as `registrationState.issuedCertificateChain` of an assignment instead of
+    /// the chain the emulator issues (with or without a CSR): strings that are not base64 DER
+    /// certificates test a device's checks. `None`: the issued chain, if a CSR was sent.
+    pub issued_certificate_chain: Option<Vec<String>>,
 }
 
 impl Default for Scenario {
@@ -153,6 +162,7 @@ impl Default for Scenario {
             error: None,
             final_status: Final::Assigned,
             connack_refuse: None,
+            connack_times: None,
             suback_fail: false,
             drop_after: None,
             delay_ms: 0,
@@ -161,6 +171,8 @@ impl Default for Scenario {
             reordered_query: false,
             assigned_hub: "emulated-hub.azure-devices.net".to_string(),
             device_id: None,
+            connection_profile: None,
+            issued_certificate_chain: None,
         }
     }
 }
@@ -184,13 +196,17 @@ mod tests {
             r#"{"retry_after":3,"polls_before_assigned":0,"throttle_429":2,
                 "error":{"status":401,"error_code":401002,"message":"no","on":"poll","times":1},
                 "final_status":{"failed":{"error_code":400209,"message":"x"}},
-                "connack_refuse":5,"suback_fail":true,
+                "connack_refuse":5,"connack_times":2,"suback_fail":true,
                 "drop_after":{"stage":"subscribe","always":true},
                 "delay_ms":10,"latency_ms":20,"never_reply":true,"reordered_query":true,
-                "assigned_hub":"h","device_id":"d"}"#,
+                "assigned_hub":"h","device_id":"d","connection_profile":"mqttV5",
+                "issued_certificate_chain":["bm90IGEgY2VydA=="]}"#,
         )
         .unwrap();
         assert_eq!(s.error.as_ref().unwrap().on, Stage::Poll);
+        assert_eq!((s.connack_refuse, s.connack_times), (Some(5), Some(2)));
+        assert_eq!(s.connection_profile.as_deref(), Some("mqttV5"));
+        assert_eq!(s.issued_certificate_chain.as_ref().unwrap().len(), 1);
         assert_eq!(
             s.drop_after,
             Some(DropAfter {

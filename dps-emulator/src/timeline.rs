@@ -29,6 +29,19 @@ pub struct TimelineEntry {
     /// The registration id, once CONNECT named it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub regid: Option<String>,
+    /// On a CONNECT: the api-version of its user name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
+    /// On a register or poll PUBLISH from the device: whether its body carried `csr`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub csr: Option<bool>,
+}
+
+/// What an entry says besides the packet, for the few packets that carry more.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Detail {
+    pub(crate) api_version: Option<String>,
+    pub(crate) csr: Option<bool>,
 }
 
 /// Where entries go: memory for [`crate::Emulator::timeline`], and optionally a file.
@@ -104,6 +117,17 @@ impl ConnRecord {
         topic: Option<&str>,
         bytes: usize,
     ) {
+        self.push_detail(dir, packet, topic, bytes, Detail::default());
+    }
+
+    pub(crate) fn push_detail(
+        &mut self,
+        dir: &'static str,
+        packet: &str,
+        topic: Option<&str>,
+        bytes: usize,
+        detail: Detail,
+    ) {
         let e = TimelineEntry {
             conn: self.conn,
             t_ms: self.accepted.elapsed().as_secs_f64() * 1000.0,
@@ -112,6 +136,8 @@ impl ConnRecord {
             topic: topic.map(str::to_string),
             bytes,
             regid: self.regid.clone(),
+            api_version: detail.api_version,
+            csr: detail.csr,
         };
         if let Ok(mut all) = self.timeline.entries.lock() {
             all.push(e.clone());

@@ -99,6 +99,44 @@ fn certs_writes_a_loadable_pki() {
     assert_eq!(pki.devices.len(), 2);
 }
 
+#[test]
+fn certs_writes_private_keys_readable_by_their_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mode = |f: &str| {
+        std::fs::metadata(dir.path().join(f))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    // a key left world-readable by an older run is tightened too
+    std::fs::write(dir.path().join("device-d1-key.pem"), "old").unwrap();
+    std::fs::set_permissions(
+        dir.path().join("device-d1-key.pem"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["certs", "--out"])
+        .arg(dir.path())
+        .args(["--device", "d1", "--device", "d2"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    for key in [
+        "server-key.pem",
+        "intermediate-ca-key.pem",
+        "device-d1-key.pem",
+        "device-d2-key.pem",
+    ] {
+        assert_eq!(mode(key), 0o600, "{key}");
+    }
+    // certificates are public
+    assert_eq!(mode("device-d1.pem") & 0o044, 0o044);
+    assert!(Pki::load_from(dir.path()).unwrap().devices.len() == 2);
+}
+
 /// Stops the child on drop, by its pid: SIGTERM first so it removes the certificates it
 /// generated, SIGKILL if that did not work.
 struct Child(std::process::Child);

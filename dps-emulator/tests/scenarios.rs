@@ -230,6 +230,29 @@ async fn connack_refusal() {
 }
 
 #[tokio::test]
+async fn connack_refusal_for_the_first_connections_only() {
+    let (emu, pki) = with(Scenario {
+        connack_refuse: Some(3),
+        connack_times: Some(2),
+        ..Scenario::default()
+    });
+    for n in 1..=3 {
+        let mut c = Client::open(Transport::Tls, &emu, &pki, None)
+            .await
+            .unwrap();
+        let want = match n {
+            1 | 2 => ConnectReturnCode::ServiceUnavailable,
+            _ => ConnectReturnCode::Success,
+        };
+        assert_eq!(
+            c.connect("sym1", Some(&sas_for("sym1", KEY))).await,
+            Ok(want),
+            "connection {n}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn suback_failure() {
     let (emu, pki) = with(Scenario {
         suback_fail: true,

@@ -7,13 +7,15 @@
  *   prov_dev_sample [--ws] --uri HOST[:PORT] --scope SCOPE --registration-id ID --trusted-ca FILE
  *                   (--cert FILE --key FILE | --sas-token TOKEN) [--trace]
  *
- * Prints "assigned hub=<hub> device=<id>" and exits 0 on success.
+ * Prints "assigned hub=<hub> device=<id>" and exits 0 on success: the IoT hub DPS assigned the
+ * device to (against the local emulator, the emulator's made-up emulated-hub.azure-devices.net).
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "dps_json.h"
 #include "prov_mqtt_transport.h"
 
 /* c-shared-utility's BUFFER_delete, which the transport looks up at run time when a reply carries
@@ -53,20 +55,6 @@ static char* read_file(const char* path) {
     s[n] = '\0';
     fclose(f);
     return s;
-}
-
-/* The string value of "key" in a compact JSON text (DPS bodies), malloc'ed; NULL when absent. */
-static char* json_string(const char* json, const char* key) {
-    char pattern[64];
-    snprintf(pattern, sizeof pattern, "\"%s\":\"", key);
-    const char* at = strstr(json, pattern);
-    if (at == NULL) return NULL;
-    at += strlen(pattern);
-    const char* end = strchr(at, '"');
-    if (end == NULL) return NULL;
-    char* out = malloc((size_t)(end - at) + 1);
-    if (out != NULL) { memcpy(out, at, (size_t)(end - at)); out[end - at] = '\0'; }
-    return out;
 }
 
 static void on_registration(PROV_DEVICE_TRANSPORT_RESULT result, BUFFER_HANDLE key, const char* hub,
@@ -128,16 +116,16 @@ static char* on_create_json(const char* ek, const char* srk, void* ctx) {
 
 static PROV_JSON_INFO* on_parse(const char* json, void* ctx) {
     (void)ctx;
-    char* status = json_string(json, "status");
+    char* status = dps_json_string(json, "status");
     if (status == NULL) return NULL;  /* error bodies: the transport takes the error path */
     PROV_JSON_INFO* info = calloc(1, sizeof *info);
     if (info == NULL) { free(status); return NULL; }
-    if (strcmp(status, "assigning") == 0 && (info->operation_id = json_string(json, "operationId")) != NULL) {
+    if (strcmp(status, "assigning") == 0 && (info->operation_id = dps_json_string(json, "operationId")) != NULL) {
         info->prov_status = PROV_DEVICE_TRANSPORT_STATUS_ASSIGNING;
     } else if (strcmp(status, "assigned") == 0) {
         info->prov_status = PROV_DEVICE_TRANSPORT_STATUS_ASSIGNED;
-        info->iothub_uri = json_string(json, "assignedHub");
-        info->device_id = json_string(json, "deviceId");
+        info->iothub_uri = dps_json_string(json, "assignedHub");
+        info->device_id = dps_json_string(json, "deviceId");
     } else {
         free(info);
         info = NULL;
@@ -147,6 +135,8 @@ static PROV_JSON_INFO* on_parse(const char* json, void* ctx) {
 }
 
 int main(int argc, char** argv) {
+    /* one line at a time, so that our lines and the library's (stderr) keep their order in a pipe */
+    setvbuf(stdout, NULL, _IOLBF, 0);
     const char *uri = NULL, *scope = NULL, *ca = NULL, *cert = NULL, *key = NULL;
     int ws = 0, trace = 0;
     DEVICE d;

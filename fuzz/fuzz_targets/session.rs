@@ -15,9 +15,9 @@ use libfuzzer_sys::fuzz_target;
 use prov_mqtt_transport::dps::MAX_PACKET;
 use prov_mqtt_transport::secret::Secret;
 use prov_mqtt_transport::session::{
-    describe, Auth, Callout, NetAction, NetEvent, Outcome, Parsed, ReplyStatus, Session, Settings,
-    Ticket,
+    Auth, Callout, NetAction, NetEvent, Outcome, Parsed, ReplyStatus, Session, Settings, Ticket,
 };
+use prov_mqtt_transport::trace::describe;
 use prov_mqtt_transport::Error;
 use rumqttc::mqttbytes::v4::{
     ConnAck, Packet, PubAck, PubComp, PubRec, PubRel, Publish, SubAck, SubscribeReasonCode,
@@ -205,10 +205,10 @@ impl Harness {
                     self.link_up = true;
                     self.fresh_link = true;
                 }
-                NetAction::Send(packet) => {
-                    assert!(self.link_up, "send without a connection: {packet:?}");
-                    let _ = describe(&packet);
-                    match &packet {
+                NetAction::Send(wire) => {
+                    assert!(self.link_up, "send without a connection: {wire:?}");
+                    let _ = format!("{wire:?}");
+                    match wire.packet() {
                         Packet::Publish(p) => {
                             assert!(p.topic.starts_with("$dps/registrations/"));
                             let rid = p
@@ -414,7 +414,8 @@ impl Harness {
             Op::Open(regid) => {
                 let was_open = self.session.is_open();
                 let r = self.session.open(&regid);
-                if regid.len() <= prov_mqtt_transport::dps::MAX_ID_LEN {
+                // dps::ids refuses an empty or over-long id
+                if !regid.is_empty() && regid.len() <= prov_mqtt_transport::dps::MAX_ID_LEN {
                     assert_eq!(r.is_err(), was_open);
                 }
                 assert_eq!(self.session.is_open(), was_open || r.is_ok());

@@ -1,8 +1,13 @@
 //! The DPS protocol over MQTT as pure functions: topics, `$rid`, retry-after, the MQTT user name,
-//! and what a reply's status and body say. No I/O and no state.
+//! the identifiers' limits, what an incoming PUBLISH is, and what a reply's status and body say.
+//! No I/O and no state.
 #![forbid(unsafe_code)]
 
 pub mod body;
+pub mod chain;
+pub mod classify;
+pub mod csr;
+pub mod ids;
 pub mod retry_after;
 pub mod topic;
 pub mod username;
@@ -13,7 +18,7 @@ pub const RESPONSE_FILTER: &str = "$dps/registrations/res/#";
 pub const MAX_PACKET: usize = 96 * 1024;
 /// The longest registration id DPS accepts (128 characters); also the bound we put on the ID
 /// scope and the api version, which are far shorter in practice. Longer values cannot make a
-/// CONNECT that fits the MQTT limits, so `open` refuses them up front.
+/// CONNECT that fits the MQTT limits, so `open` refuses them up front ([`ids`]).
 pub const MAX_ID_LEN: usize = 128;
 /// The client version the SDK's transport reports (`PROV_DEVICE_CLIENT_VERSION`).
 pub const CLIENT_VERSION: &str = "1.15.0";

@@ -38,13 +38,16 @@ pub fn run_callouts(h: &Handle) {
                 let parsed = info.as_ref().map(JsonInfo::parsed);
                 let outcome = h.core.lock().parsed(ticket, parsed);
                 match (outcome, &info) {
-                    (Outcome::Assigned, Some(info)) => data_cb(
-                        &cbs,
-                        PROV_DEVICE_TRANSPORT_RESULT::PROV_DEVICE_TRANSPORT_RESULT_OK,
-                        info.field(|i| i.authorization_key),
-                        info.field(|i| i.iothub_uri),
-                        info.field(|i| i.device_id),
-                    ),
+                    (Outcome::Assigned, Some(info)) => {
+                        let m = info.members();
+                        data_cb(
+                            &cbs,
+                            PROV_DEVICE_TRANSPORT_RESULT::PROV_DEVICE_TRANSPORT_RESULT_OK,
+                            m.authorization_key,
+                            m.iothub_uri,
+                            m.device_id,
+                        )
+                    }
                     (
                         Outcome::Status {
                             status,
@@ -107,7 +110,8 @@ fn from_c_status(raw: c_int) -> Option<ReplyStatus> {
 
 fn status_cb(cbs: &Callbacks, status: ReplyStatus, retry_after: u32) {
     if let Some(f) = cbs.status_cb {
-        // SAFETY: the caller registered this function with this context in open.
+        // SAFETY: the caller gave this function and this context to open, promising the SDK's
+        // signature; the context goes back untouched.
         unsafe { f(to_c_status(status), retry_after, cbs.status_ctx) }
     }
 }
@@ -120,14 +124,15 @@ fn data_cb(
     device: *const c_char,
 ) {
     if let Some(f) = cbs.data_cb {
-        // SAFETY: registered in open; the strings stay valid until after the call returns.
+        // SAFETY: given to open with the SDK's signature; `hub` and `device` are NULL or
+        // NUL-terminated strings owned by the reply record, freed only after this returns.
         unsafe { f(result, key, hub, device, cbs.user_ctx) }
     }
 }
 
 fn error_cb(cbs: &Callbacks, error: PROV_DEVICE_TRANSPORT_ERROR) {
     if let Some(f) = cbs.error_cb {
-        // SAFETY: registered in create (NULL is allowed and skipped).
+        // SAFETY: given to create with the SDK's signature (NULL is allowed and skipped above).
         unsafe { f(error, cbs.error_ctx) }
     }
 }
@@ -142,24 +147,21 @@ unsafe fn take_c_string(p: *mut c_char) -> Option<Vec<u8>> {
     if p.is_null() {
         return None;
     }
-    // SAFETY: per the contract.
+    // SAFETY: non-NULL and NUL-terminated (this function's contract).
     let bytes = unsafe { CStr::from_ptr(p) }.to_bytes().to_vec();
-    // SAFETY: allocated with malloc by the callback, ownership passed to us (abi.md).
+    // SAFETY: the callback allocated it with malloc and handed it to us (docs/spec/abi.md,
+    // "Who frees what"); nothing points into it after the copy above.
     unsafe { libc::free(p.cast()) };
     Some(bytes)
 }
 
 fn challenge(h: &Handle, cbs: &Callbacks) -> Option<Secret> {
     let f = cbs.challenge_cb?;
-    // SAFETY: registered in open; "registration" is a static NUL-terminated string.
-    let token = unsafe {
-        take_c_string(f(
-            ptr::null(),
-            0,
-            c"registration".as_ptr(),
-            cbs.challenge_ctx,
-        ))
-    }?;
+    // SAFETY: given to open with the SDK's signature; a NULL nonce of length 0 is what the SDK
+    // passes over MQTT, and "registration" is a static NUL-terminated string.
+    let raw = unsafe { f(ptr::null(), 0, c"registration".as_ptr(), cbs.challenge_ctx) };
+    // SAFETY: the callback returns NULL or a malloc'd NUL-terminated token that we now own.
+    let token = unsafe { take_c_string(raw) }?;
     match String::from_utf8(token) {
         Ok(t) => Some(Secret::new(t)),
         Err(_) => {
@@ -174,15 +176,19 @@ fn challenge(h: &Handle, cbs: &Callbacks) -> Option<Secret> {
 
 fn create_json(cbs: &Callbacks) -> Option<Vec<u8>> {
     let f = cbs.json_create_cb?;
-    // SAFETY: registered in register; ek/srk are NULL over MQTT as in the SDK.
-    unsafe { take_c_string(f(ptr::null(), ptr::null(), cbs.json_ctx)) }
+    // SAFETY: given to register with the SDK's signature; ek/srk are NULL over MQTT, as the
+    // SDK's transport passes them.
+    let raw = unsafe { f(ptr::null(), ptr::null(), cbs.json_ctx) };
+    // SAFETY: the callback returns NULL or a malloc'd NUL-terminated body that we now own.
+    unsafe { take_c_string(raw) }
 }
 
 fn parse(cbs: &Callbacks, json: &str) -> Option<JsonInfo> {
     let f = cbs.json_parse_cb?;
     // The session checked the payload has no NUL byte.
     let document = CString::new(json).ok()?;
-    // SAFETY: registered in register; `document` outlives the call.
+    // SAFETY: given to register with the SDK's signature; `document` is NUL-terminated and
+    // outlives the call.
     let info = unsafe { f(document.as_ptr(), cbs.json_ctx) };
     NonNull::new(info).map(JsonInfo)
 }
@@ -190,10 +196,19 @@ fn parse(cbs: &Callbacks, json: &str) -> Option<JsonInfo> {
 /// A `PROV_JSON_INFO` the parse callback gave us; dropping it frees it the SDK's way.
 struct JsonInfo(NonNull<PROV_JSON_INFO>);
 
+/// A copy of a record's pointer members (still owned by the record).
+struct Members {
+    operation_id: *mut c_char,
+    authorization_key: BUFFER_HANDLE,
+    key_name: *mut c_char,
+    iothub_uri: *mut c_char,
+    device_id: *mut c_char,
+}
+
 impl JsonInfo {
     fn raw_status(&self) -> c_int {
-        // SAFETY: the record is live until drop; read as int so an out-of-range value from C is
-        // not an invalid Rust enum.
+        // SAFETY: the record is live and ours until drop; the status is read as an int so that
+        // an out-of-range value from C is not an invalid Rust enum.
         unsafe {
             ptr::addr_of!((*self.0.as_ptr()).prov_status)
                 .cast::<c_int>()
@@ -201,16 +216,31 @@ impl JsonInfo {
         }
     }
 
-    fn field<T>(&self, get: impl FnOnce(&PROV_JSON_INFO) -> T) -> T {
-        // SAFETY: live until drop; only pointer fields are read through this.
-        get(unsafe { self.0.as_ref() })
+    /// The pointer members, each read through the raw pointer: no reference to the whole record
+    /// is made, since its `prov_status` may hold a value that is not a valid Rust enum.
+    fn members(&self) -> Members {
+        let p = self.0.as_ptr();
+        // For each read: the record is live and ours until drop, and reading a pointer member
+        // through the raw pointer is valid whatever the member holds.
+        Members {
+            // SAFETY: a raw read of a member of the live record (see above).
+            operation_id: unsafe { ptr::addr_of!((*p).operation_id).read() },
+            // SAFETY: a raw read of a member of the live record (see above).
+            authorization_key: unsafe { ptr::addr_of!((*p).authorization_key).read() },
+            // SAFETY: a raw read of a member of the live record (see above).
+            key_name: unsafe { ptr::addr_of!((*p).key_name).read() },
+            // SAFETY: a raw read of a member of the live record (see above).
+            iothub_uri: unsafe { ptr::addr_of!((*p).iothub_uri).read() },
+            // SAFETY: a raw read of a member of the live record (see above).
+            device_id: unsafe { ptr::addr_of!((*p).device_id).read() },
+        }
     }
 
     fn parsed(&self) -> Parsed {
-        let id = self.field(|i| i.operation_id);
+        let id = self.members().operation_id;
         let operation_id = match id.is_null() {
             true => None,
-            // SAFETY: a NUL-terminated string owned by the record.
+            // SAFETY: non-NULL; the parse callback's record holds NUL-terminated strings.
             false => unsafe { CStr::from_ptr(id) }
                 .to_str()
                 .ok()
@@ -225,24 +255,30 @@ impl JsonInfo {
 
 impl Drop for JsonInfo {
     fn drop(&mut self) {
-        let p = self.0.as_ptr();
-        // SAFETY: we own the record and its members (abi.md): free members by status, then it.
-        unsafe {
-            match from_c_status(self.raw_status()) {
-                Some(ReplyStatus::Unassigned) => {
-                    buffer_delete((*p).authorization_key);
-                    libc::free((*p).key_name.cast());
-                }
-                Some(ReplyStatus::Assigned) => {
-                    buffer_delete((*p).authorization_key);
-                    libc::free((*p).iothub_uri.cast());
-                    libc::free((*p).device_id.cast());
-                }
-                Some(ReplyStatus::Assigning) => libc::free((*p).operation_id.cast()),
-                _ => {}
+        // We own the record and, by its status, some of its members (docs/spec/abi.md, "Who
+        // frees what"): the members first, then the record. Each member is NULL or came from
+        // malloc (strings) or the SDK's BUFFER_new (the key); free(NULL) does nothing.
+        let free = |member: *mut c_char| {
+            // SAFETY: see above; the record is not read again through this member.
+            unsafe { libc::free(member.cast()) }
+        };
+        let m = self.members();
+        match from_c_status(self.raw_status()) {
+            Some(ReplyStatus::Unassigned) => {
+                buffer_delete(m.authorization_key);
+                free(m.key_name);
             }
-            libc::free(p.cast());
+            Some(ReplyStatus::Assigned) => {
+                buffer_delete(m.authorization_key);
+                free(m.iothub_uri);
+                free(m.device_id);
+            }
+            Some(ReplyStatus::Assigning) => free(m.operation_id),
+            _ => {}
         }
+        // SAFETY: the parse callback allocated the record with malloc and handed it to us;
+        // this is its one free, and nothing reads it afterwards.
+        unsafe { libc::free(self.0.as_ptr().cast()) };
     }
 }
 
@@ -251,9 +287,9 @@ type BufferDelete = unsafe extern "C" fn(BUFFER_HANDLE);
 /// c-shared-utility's `BUFFER_delete`, found at run time: applications often link that library
 /// statically, so the library must load without it.
 static BUFFER_DELETE: Lazy<Option<BufferDelete>> = Lazy::new(|| {
-    // SAFETY: dlsym with RTLD_DEFAULT and a static NUL-terminated name.
+    // SAFETY: dlsym takes RTLD_DEFAULT and a static NUL-terminated name; it only looks up.
     let sym = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"BUFFER_delete".as_ptr()) };
-    // SAFETY: BUFFER_delete has this signature in c-shared-utility (buffer_.h).
+    // SAFETY: non-NULL, and c-shared-utility's BUFFER_delete (buffer_.h) has this signature.
     (!sym.is_null()).then(|| unsafe { std::mem::transmute::<*mut c_void, BufferDelete>(sym) })
 });
 
@@ -262,7 +298,8 @@ fn buffer_delete(key: BUFFER_HANDLE) {
         return;
     }
     match *BUFFER_DELETE {
-        // SAFETY: a BUFFER_HANDLE the parse callback created; ownership passed to us.
+        // SAFETY: non-NULL, a BUFFER_HANDLE the parse callback created and handed to us; this
+        // is its one delete.
         Some(f) => unsafe { f(key) },
         None => crate::error!(
             "",

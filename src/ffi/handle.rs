@@ -81,16 +81,17 @@ impl Handle {
             return None;
         }
         let raw = p as *const Handle;
-        // SAFETY: per the contract, `raw` points to a live Handle (its magic is checked next).
+        // SAFETY: per the contract, `raw` points to a Handle whose C reference is held, so its
+        // memory is live (whether it is still open is what the magic says, checked here).
         if unsafe { &*raw }.magic.load(Ordering::Acquire) != MAGIC {
             crate::error!("", "the handle {p:p} is not a live transport handle");
             return None;
         }
-        // SAFETY: `raw` came from Arc::into_raw and its count is at least one (C's reference).
-        unsafe {
-            Arc::increment_strong_count(raw);
-            Some(Arc::from_raw(raw))
-        }
+        // SAFETY: `raw` came from Arc::into_raw and its count is at least one (C's reference,
+        // which the magic says destroy has not yet taken back).
+        unsafe { Arc::increment_strong_count(raw) };
+        // SAFETY: the reference counted just above is the one this Arc takes over.
+        Some(unsafe { Arc::from_raw(raw) })
     }
 
     /// Takes back C's reference (destroy). None for NULL or a handle already destroyed.
@@ -102,7 +103,7 @@ impl Handle {
             return None;
         }
         let raw = p as *const Handle;
-        // SAFETY: as in borrow.
+        // SAFETY: as in `borrow`: the memory is live while C's reference is held.
         let handle = unsafe { &*raw };
         if handle
             .magic
@@ -115,7 +116,8 @@ impl Handle {
             );
             return None;
         }
-        // SAFETY: the magic swap makes this the one release of C's reference.
+        // SAFETY: `raw` came from Arc::into_raw, and winning the magic swap makes this the one
+        // release of C's reference.
         Some(unsafe { Arc::from_raw(raw) })
     }
 

@@ -1,4 +1,4 @@
-//! `repr(C)` mirrors of the SDK's provisioning transport types (../shared/spec/abi.md), with the
+//! `repr(C)` mirrors of the SDK's provisioning transport types (docs/spec/abi.md), with the
 //! SDK's names so that the generated header reads like the SDK's own.
 
 use std::os::raw::{c_char, c_int, c_uchar, c_void};
@@ -208,7 +208,7 @@ pub struct PROV_DEVICE_TRANSPORT_PROVIDER {
     pub prov_transport_set_option: pfprov_transport_set_option,
 }
 
-/// The name of the table in the requirement documents (seeds 000 and 001).
+/// The name of the table in the SDK's 2017 requirement documents (docs/spec/releases.md).
 pub type PROV_TRANSPORT_PROVIDER = PROV_DEVICE_TRANSPORT_PROVIDER;
 
 /// A function returning a provider table, as `Prov_Device_LL_Create` takes it.

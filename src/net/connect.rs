@@ -13,9 +13,11 @@ use super::{resolve, runtime, tls, ConnectSpec, Flavor, Proxy, TlsSetup};
 use crate::dps::MAX_PACKET;
 use crate::error::Error;
 
-/// The WebSocket path and subprotocol of the SDK's MQTT-over-WebSocket transport.
+/// The WebSocket path of the SDK's MQTT-over-WebSocket transport.
 pub const WS_PATH: &str = "/$iothub/websocket";
-pub const WS_SUBPROTOCOL: &str = "MQTT";
+/// The subprotocol MQTT 3.1.1 §6 names, as the Python and Node SDKs and Azure use it (the C
+/// SDK sends `MQTT`; brokers that match the name exactly, such as mosquitto, refuse that).
+pub const WS_SUBPROTOCOL: &str = "mqtt";
 
 /// Opens the secure channel; returns it with a line for the trace.
 pub async fn establish(spec: &ConnectSpec, flavor: Flavor) -> Result<(Io, String), Error> {
@@ -93,8 +95,8 @@ fn upgrade_error(e: tokio_tungstenite::tungstenite::Error, host: &str) -> Error 
         W::Protocol(tokio_tungstenite::tungstenite::error::ProtocolError::HandshakeIncomplete) => {
             Error::WebSocket(format!(
                 "the server closed the connection without answering the upgrade request \
-                 (GET {WS_PATH}, subprotocol {WS_SUBPROTOCOL}): it may not serve MQTT over \
-                 WebSocket there, or not accept that subprotocol name"
+                 (GET {WS_PATH}, subprotocol {WS_SUBPROTOCOL:?}): it may not serve MQTT over \
+                 WebSocket at that path, or not accept the subprotocol MQTT 3.1.1 names"
             ))
         }
         other => Error::WebSocket(other.to_string()),

@@ -6,12 +6,30 @@ use rumqttc::mqttbytes::v4::{ConnAck, Packet, Publish, SubAck, SubscribeReasonCo
 use rumqttc::mqttbytes::QoS;
 use rumqttc::ConnectReturnCode;
 
-use super::machine::NetEvent;
 use super::*;
 use crate::error::Error;
 use crate::secret::Secret;
 
 const SCOPE: &str = "0ne0001";
+
+/// A [`NetAction`] with the packet unwrapped from its redacting [`crate::trace::Wire`], so the
+/// tables below can match on it.
+#[derive(Debug, PartialEq)]
+enum Act {
+    Connect,
+    Send(Packet),
+    Disconnect { graceful: bool },
+}
+
+impl From<NetAction> for Act {
+    fn from(a: NetAction) -> Act {
+        match a {
+            NetAction::Connect => Act::Connect,
+            NetAction::Send(wire) => Act::Send(wire.into_packet()),
+            NetAction::Disconnect { graceful } => Act::Disconnect { graceful },
+        }
+    }
+}
 
 struct Rig {
     s: Session,
@@ -40,8 +58,8 @@ impl Rig {
         self.s.tick(self.now);
     }
 
-    fn net(&mut self) -> Vec<NetAction> {
-        std::iter::from_fn(|| self.s.next_net_action()).collect()
+    fn net(&mut self) -> Vec<Act> {
+        std::iter::from_fn(|| self.s.next_net_action().map(Act::from)).collect()
     }
 
     fn callouts(&mut self) -> Vec<Callout> {
@@ -64,7 +82,7 @@ impl Rig {
     fn connect(&mut self) {
         self.s.tick(self.now);
         let net = self.net();
-        assert_eq!(net[0], NetAction::Connect);
+        assert_eq!(net[0], Act::Connect);
         self.packet(Packet::ConnAck(ConnAck::new(
             ConnectReturnCode::Success,
             false,
@@ -72,7 +90,7 @@ impl Rig {
         let pkid = net
             .iter()
             .find_map(|a| match a {
-                NetAction::Send(Packet::Subscribe(s)) => Some(s.pkid),
+                Act::Send(Packet::Subscribe(s)) => Some(s.pkid),
                 _ => None,
             })
             .unwrap();
@@ -94,7 +112,7 @@ impl Rig {
             Some(br#"{"registrationId":"dev1"}"#.to_vec()),
         );
         match self.net().as_slice() {
-            [NetAction::Send(Packet::Publish(p))] => {
+            [Act::Send(Packet::Publish(p))] => {
                 assert_eq!(p.qos, QoS::AtMostOnce);
                 p.topic.clone()
             }
@@ -135,9 +153,9 @@ fn connect_and_subscribe_go_out_back_to_back() {
     r.s.tick(r.now);
     let net = r.net();
     assert_eq!(net.len(), 3, "{net:?}");
-    assert_eq!(net[0], NetAction::Connect);
+    assert_eq!(net[0], Act::Connect);
     match &net[1] {
-        NetAction::Send(Packet::Connect(c)) => {
+        Act::Send(Packet::Connect(c)) => {
             assert_eq!(c.client_id, "dev1");
             assert!(c.clean_session);
             let login = c.login.as_ref().unwrap();
@@ -150,7 +168,7 @@ fn connect_and_subscribe_go_out_back_to_back() {
         other => panic!("{other:?}"),
     }
     match &net[2] {
-        NetAction::Send(Packet::Subscribe(s)) => {
+        Act::Send(Packet::Subscribe(s)) => {
             assert_eq!(s.filters[0].path, "$dps/registrations/res/#");
             assert_eq!(s.filters[0].qos, QoS::AtLeastOnce);
         }
@@ -221,8 +239,7 @@ fn symmetric_key_asks_for_a_token_per_connection() {
         Some(Secret::new("SharedAccessSignature sr=x".into())),
     );
     match r.net().as_slice() {
-        [NetAction::Connect, NetAction::Send(Packet::Connect(c)), NetAction::Send(Packet::Subscribe(_))] =>
-        {
+        [Act::Connect, Act::Send(Packet::Connect(c)), Act::Send(Packet::Subscribe(_))] => {
             assert_eq!(
                 c.login.as_ref().unwrap().password,
                 "SharedAccessSignature sr=x"
@@ -375,8 +392,8 @@ fn error_status_reply_goes_to_the_parser_and_null_takes_the_error_path() {
     assert!(matches!(
         r.net().as_slice(),
         [
-            NetAction::Send(Packet::Disconnect),
-            NetAction::Disconnect { graceful: true }
+            Act::Send(Packet::Disconnect),
+            Act::Disconnect { graceful: true }
         ]
     ));
 }
@@ -396,7 +413,7 @@ fn connack_refused_reports_unauthorized_once_and_is_not_retried() {
     );
     r.advance(Duration::from_secs(120));
     assert!(
-        !r.net().contains(&NetAction::Connect),
+        !r.net().contains(&Act::Connect),
         "no reconnect after an auth failure"
     );
     assert!(r.callouts().is_empty());
@@ -432,7 +449,7 @@ fn a_dropped_connection_reconnects_and_resends_with_a_new_rid() {
     let mut r = Rig::new(Auth::X509);
     r.register_sent();
     r.s.on_net(r.now, NetEvent::Down(Error::ConnectionLost("reset".into())));
-    assert_eq!(r.net(), vec![NetAction::Disconnect { graceful: false }]);
+    assert_eq!(r.net(), vec![Act::Disconnect { graceful: false }]);
     assert!(r.callouts().is_empty(), "a survived fault is not reported");
     r.advance(Duration::from_millis(400));
     assert!(
@@ -455,7 +472,7 @@ fn a_dropped_connection_reconnects_and_resends_with_a_new_rid() {
         .net()
         .into_iter()
         .filter_map(|a| match a {
-            NetAction::Send(Packet::Publish(p)) => Some(p.topic),
+            Act::Send(Packet::Publish(p)) => Some(p.topic),
             _ => None,
         })
         .collect();
@@ -475,7 +492,7 @@ fn reply_timeouts_retry_until_the_budget_is_spent_then_fail_once() {
     for _ in 0..200 {
         r.advance(Duration::from_millis(500));
         for a in r.net() {
-            if a == NetAction::Connect {
+            if a == Act::Connect {
                 connects += 1;
             }
         }
@@ -502,7 +519,7 @@ fn the_time_budget_is_not_overshot_by_a_backoff() {
     let mut failed_at = None;
     for _ in 0..400 {
         r.advance(Duration::from_millis(100));
-        if r.net().contains(&NetAction::Connect) {
+        if r.net().contains(&Act::Connect) {
             // Every attempt fails at once.
             r.s.on_net(r.now, NetEvent::Down(Error::ConnectionLost("test".into())));
         }
@@ -531,7 +548,7 @@ fn close_forgets_everything_and_drops_stale_answers() {
     assert!(!r
         .net()
         .iter()
-        .any(|a| matches!(a, NetAction::Send(Packet::Publish(_)))));
+        .any(|a| matches!(a, Act::Send(Packet::Publish(_)))));
     r.s.open("dev1").unwrap();
     r.s.register().unwrap();
     assert_eq!(r.s.operation_id(), None);
@@ -589,7 +606,7 @@ fn qos1_replies_are_acknowledged_and_qos2_ignored() {
     );
     q1.pkid = 5;
     r.packet(Packet::Publish(q1));
-    assert!(matches!(r.net().as_slice(), [NetAction::Send(Packet::PubAck(a))] if a.pkid == 5));
+    assert!(matches!(r.net().as_slice(), [Act::Send(Packet::PubAck(a))] if a.pkid == 5));
     assert_eq!(r.callouts().len(), 1);
 }
 
@@ -614,14 +631,14 @@ fn keep_alive_pings_and_a_missing_pingresp_is_a_fault() {
     r.connect();
     r.net();
     r.advance(Duration::from_secs(10));
-    assert_eq!(r.net(), vec![NetAction::Send(Packet::PingReq)]);
+    assert_eq!(r.net(), vec![Act::Send(Packet::PingReq)]);
     r.packet(Packet::PingResp);
     r.advance(Duration::from_secs(10));
-    assert_eq!(r.net(), vec![NetAction::Send(Packet::PingReq)]);
+    assert_eq!(r.net(), vec![Act::Send(Packet::PingReq)]);
     r.advance(Duration::from_secs(10));
     assert_eq!(
         r.net(),
-        vec![NetAction::Disconnect { graceful: false }],
+        vec![Act::Disconnect { graceful: false }],
         "no PINGRESP: reconnect"
     );
 }
@@ -638,4 +655,299 @@ fn assigning_without_operation_id_fails() {
     };
     assert_eq!(r.s.parsed(t, Some(p)), Outcome::Nothing);
     assert_eq!(r.callouts(), vec![Callout::Failed]);
+}
+
+// ---- the budget is a hard limit (issue 11 item 1) ----------------------------------------
+
+/// How the scripted server treats every connection.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Server {
+    /// CONNACK and SUBACK, then no reply to any request.
+    Silent,
+    /// Nothing at all: the connection (TCP, TLS, CONNACK) never completes.
+    NeverConnects,
+    /// CONNACK and SUBACK, then 503 with this retry-after to every request.
+    Unavailable { retry_after: u32 },
+}
+
+#[derive(Debug, Default)]
+struct Run {
+    /// The first fault or transient reply, from the start.
+    first_fault: Option<Duration>,
+    /// Every `Failed` callout, from the start.
+    failed: Vec<Duration>,
+    connects: u32,
+    key_unauthorized: u32,
+}
+
+impl Run {
+    /// From the first fault to the error path.
+    fn to_outcome(&self) -> Duration {
+        assert_eq!(
+            self.failed.len(),
+            1,
+            "the error path exactly once: {self:?}"
+        );
+        self.failed[0] - self.first_fault.expect("a fault")
+    }
+}
+
+/// Drives a session like the LL client (register at once, again `retry_after` seconds after a
+/// TRANSIENT) against `server`, in 50 ms steps, for `secs` seconds.
+fn drive(server: Server, reply_timeout: u64, budget: u64, attempts: u32, secs: u64) -> Run {
+    let mut r = Rig::new(Auth::X509);
+    r.s.settings_mut().reply_timeout = Duration::from_secs(reply_timeout);
+    r.s.settings_mut().retry = RetryPolicy {
+        max_attempts: attempts,
+        max_time: Duration::from_secs(budget),
+        initial_delay: Duration::from_millis(500),
+        max_delay: Duration::from_secs(30),
+    };
+    let start = r.now;
+    let mut run = Run::default();
+    let mut register_at = Some(start);
+    for _ in 0..secs * 20 {
+        if register_at.is_some_and(|at| r.now >= at) && run.failed.is_empty() {
+            register_at = None;
+            r.s.register().unwrap();
+        }
+        r.advance(Duration::from_millis(50));
+        loop {
+            let (acts, callouts) = (r.net(), r.callouts());
+            if acts.is_empty() && callouts.is_empty() {
+                break;
+            }
+            let since = r.now - start;
+            for a in acts {
+                serve(&mut r, server, &mut run, since, a);
+            }
+            for c in callouts {
+                match c {
+                    Callout::Payload(t) => r.s.payload(t, r.now, Some(b"{}".to_vec())),
+                    Callout::Status {
+                        status: ReplyStatus::Transient,
+                        retry_after,
+                    } => {
+                        run.first_fault.get_or_insert(since);
+                        register_at = Some(r.now + Duration::from_secs(u64::from(retry_after)));
+                    }
+                    Callout::Failed => run.failed.push(since),
+                    Callout::KeyUnauthorized => run.key_unauthorized += 1,
+                    _ => {}
+                }
+            }
+        }
+    }
+    run
+}
+
+/// The scripted server's answer to one action of the session.
+fn serve(r: &mut Rig, server: Server, run: &mut Run, since: Duration, action: Act) {
+    match (action, server) {
+        (Act::Connect, _) => run.connects += 1,
+        (Act::Disconnect { graceful: false }, _) => {
+            run.first_fault.get_or_insert(since);
+        }
+        (Act::Send(Packet::Subscribe(s)), Server::Silent | Server::Unavailable { .. }) => {
+            r.packet(Packet::ConnAck(ConnAck::new(
+                ConnectReturnCode::Success,
+                false,
+            )));
+            r.packet(Packet::SubAck(SubAck::new(
+                s.pkid,
+                vec![SubscribeReasonCode::Success(QoS::AtLeastOnce)],
+            )));
+        }
+        (Act::Send(Packet::Publish(p)), Server::Unavailable { retry_after }) => {
+            let rid = p.topic.rsplit("$rid=").next().unwrap().to_owned();
+            r.reply(
+                &format!("$dps/registrations/res/503/?$rid={rid}&retry-after={retry_after}"),
+                "{}",
+            );
+        }
+        _ => {}
+    }
+}
+
+#[test]
+fn a_silent_server_ends_at_the_deadline_whatever_the_reply_timeout() {
+    for budget in [2, 6, 20] {
+        for reply_timeout in [1, 5, 30] {
+            for attempts in [100, 1] {
+                let run = drive(Server::Silent, reply_timeout, budget, attempts, 120);
+                let took = run.to_outcome();
+                assert_eq!(
+                    run.first_fault,
+                    Some(Duration::from_secs(reply_timeout) + Duration::from_millis(50)),
+                    "the first fault is the first reply timeout"
+                );
+                let (b, t) = (
+                    Duration::from_secs(budget),
+                    Duration::from_secs(reply_timeout),
+                );
+                // With attempts to spare the deadline ends it; with one attempt the retry
+                // (after a backoff of at most 0.5 s) ends with its reply timeout, unless the
+                // deadline comes first.
+                let step = Duration::from_millis(50);
+                let latest = match attempts {
+                    1 => b.min(t + Duration::from_millis(500) + step),
+                    _ => b,
+                };
+                let earliest = match attempts {
+                    1 => b.min(t),
+                    _ => b,
+                };
+                assert!(
+                    took >= earliest && took <= latest + step,
+                    "budget {budget} s, reply timeout {reply_timeout} s, {attempts} attempts: error path {took:?} after the first fault"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_connect_that_never_completes_is_cut_at_the_deadline() {
+    for (budget, reply_timeout) in [(2, 1), (2, 30), (6, 5), (20, 30)] {
+        let run = drive(Server::NeverConnects, reply_timeout, budget, 100, 120);
+        let took = run.to_outcome();
+        assert!(
+            took >= Duration::from_secs(budget)
+                && took <= Duration::from_secs(budget) + Duration::from_millis(60),
+            "budget {budget} s, handshake timeout {reply_timeout} s: {took:?}"
+        );
+        assert!(run.connects >= 2, "retried: {run:?}");
+    }
+}
+
+#[test]
+fn a_transient_storm_ends_at_the_deadline_even_while_the_caller_waits() {
+    // retry-after 1: many replies; retry-after 5 with a 2 s budget: the deadline passes while
+    // the caller waits to register again
+    for (budget, retry_after) in [(2, 1), (6, 1), (2, 5), (20, 5)] {
+        let run = drive(Server::Unavailable { retry_after }, 30, budget, 100, 60);
+        let took = run.to_outcome();
+        assert!(
+            took >= Duration::from_secs(budget)
+                && took <= Duration::from_secs(budget) + Duration::from_millis(60),
+            "budget {budget} s, retry-after {retry_after} s: {took:?}"
+        );
+        assert_eq!(
+            run.connects, 1,
+            "a transient reply is not a connection fault"
+        );
+    }
+}
+
+#[test]
+fn faults_and_transient_replies_share_one_budget() {
+    // max_attempts 3: a drop, two 503s and another drop are four in one run
+    let mut r = Rig::new(Auth::X509);
+    r.register_sent();
+    r.s.on_net(r.now, NetEvent::Down(Error::ConnectionLost("reset".into())));
+    r.net();
+    r.advance(Duration::from_secs(2));
+    r.connect();
+    r.callouts();
+    let t = r.s.ticket();
+    r.s.payload(t, r.now, Some(b"{}".to_vec()));
+    r.net();
+    for rid in 2..=3 {
+        r.reply(&format!("$dps/registrations/res/503/?$rid={rid}"), "{}");
+        assert!(matches!(
+            r.callouts().as_slice(),
+            [Callout::Status {
+                status: ReplyStatus::Transient,
+                ..
+            }]
+        ));
+        r.s.register().unwrap();
+        r.s.tick(r.now);
+        r.publish_payload();
+    }
+    r.s.on_net(r.now, NetEvent::Down(Error::ConnectionLost("reset".into())));
+    assert_eq!(r.callouts(), vec![Callout::Failed]);
+}
+
+// ---- CONNACK codes (issue 11 item 5) ------------------------------------------------------
+
+#[test]
+fn connack_3_server_unavailable_is_retried_within_the_budget() {
+    let mut r = Rig::new(Auth::X509);
+    let unavailable =
+        || Packet::ConnAck(ConnAck::new(ConnectReturnCode::ServiceUnavailable, false));
+    r.s.tick(r.now);
+    r.net();
+    r.packet(unavailable());
+    assert_eq!(r.net(), vec![Act::Disconnect { graceful: false }]);
+    assert!(
+        r.callouts().is_empty(),
+        "neither KEY_UNAUTHORIZED nor the error path"
+    );
+    r.advance(Duration::from_secs(2));
+    r.connect();
+    assert_eq!(
+        r.callouts(),
+        vec![Callout::Status {
+            status: ReplyStatus::Connected,
+            retry_after: 1
+        }]
+    );
+
+    // always unavailable: max_attempts 3 reconnects, then the error path once
+    let mut r = Rig::new(Auth::X509);
+    let (mut connects, mut callouts) = (0, Vec::new());
+    for _ in 0..100 {
+        r.advance(Duration::from_millis(500));
+        if r.net().contains(&Act::Connect) {
+            connects += 1;
+            r.packet(unavailable());
+        }
+        callouts.extend(r.callouts());
+    }
+    assert_eq!(connects, 4);
+    assert_eq!(callouts, vec![Callout::Failed]);
+}
+
+#[test]
+fn connack_1_2_4_5_are_final() {
+    use ConnectReturnCode::*;
+    for code in [
+        RefusedProtocolVersion,
+        BadClientId,
+        BadUserNamePassword,
+        NotAuthorized,
+    ] {
+        let mut r = Rig::new(Auth::X509);
+        r.s.tick(r.now);
+        r.net();
+        r.packet(Packet::ConnAck(ConnAck::new(code, false)));
+        assert_eq!(
+            r.callouts(),
+            vec![Callout::KeyUnauthorized, Callout::Failed],
+            "{code:?}"
+        );
+        r.advance(Duration::from_secs(120));
+        assert!(!r.net().contains(&Act::Connect), "{code:?} is not retried");
+    }
+}
+
+// ---- the trace ------------------------------------------------------------------------------
+
+#[test]
+fn no_debug_of_an_action_shows_the_sas_token() {
+    let mut r = Rig::new(Auth::SymmetricKey);
+    r.s.tick(r.now);
+    let t = r.s.ticket();
+    r.callouts();
+    let token = "SharedAccessSignature sr=x&sig=TOPSECRET";
+    r.s.credentials(t, r.now, Some(Secret::new(token.into())));
+    let actions: Vec<NetAction> = std::iter::from_fn(|| r.s.next_net_action()).collect();
+    let text = format!("{actions:?}");
+    assert!(text.contains("CONNECT client_id=\"dev1\""), "{text}");
+    assert!(!text.contains("TOPSECRET"), "{text}");
+    assert!(
+        text.contains(&format!("<redacted {} bytes>", token.len())),
+        "{text}"
+    );
 }

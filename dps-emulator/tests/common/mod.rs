@@ -185,9 +185,17 @@ impl Client {
     }
 
     pub fn connect_packet(regid: &str, password: Option<&str>) -> Connect {
+        Self::connect_packet_api(regid, password, API)
+    }
+
+    /// A CONNECT whose user name names this api-version.
+    pub fn connect_packet_api(regid: &str, password: Option<&str>, api_version: &str) -> Connect {
         let mut c = Connect::new(regid);
         c.keep_alive = 0;
-        c.set_login(username(SCOPE, regid), password.unwrap_or(""));
+        c.set_login(
+            username_api(SCOPE, regid, api_version),
+            password.unwrap_or(""),
+        );
         c
     }
 
@@ -296,8 +304,20 @@ impl Client {
     /// Register then poll until a 200 (following retry-after is not needed: the emulator does
     /// not enforce it). Returns every reply.
     pub async fn register_to_end(&mut self, regid: &str) -> Vec<Reply> {
+        let body = format!(r#"{{"registrationId":"{regid}"}}"#);
+        self.register_body_to_end(body.as_bytes()).await
+    }
+
+    /// Like `register_to_end`, with this register body.
+    pub async fn register_body_to_end(&mut self, body: &[u8]) -> Vec<Reply> {
         let mut replies = Vec::new();
-        self.register("1", regid).await.unwrap();
+        self.publish(
+            "$dps/registrations/PUT/iotdps-register/?$rid=1",
+            body,
+            QoS::AtMostOnce,
+        )
+        .await
+        .unwrap();
         let r = self.reply(WAIT).await.expect("register reply");
         assert_eq!(r.rid(), Some("1"));
         let op = r.body["operationId"].as_str().map(str::to_string);
@@ -363,7 +383,11 @@ impl Reply {
 }
 
 pub fn username(scope: &str, regid: &str) -> String {
-    format!("{scope}/registrations/{regid}/api-version={API}&ClientVersion=test%2F1.0")
+    username_api(scope, regid, API)
+}
+
+pub fn username_api(scope: &str, regid: &str, api_version: &str) -> String {
+    format!("{scope}/registrations/{regid}/api-version={api_version}&ClientVersion=test%2F1.0")
 }
 
 pub fn sas_for(regid: &str, key: &str) -> String {

@@ -8,15 +8,12 @@
 //! contract holds: the data callback exactly once, statuses from the enum with retry intervals
 //! in 1..=300, nothing after the outcome.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use common::*;
 use dps_emulator::pki::Pki;
 use prov_mqtt_transport::ffi::*;
 use rumqttc::mqttbytes::v4::{ConnAck, Packet, Publish, SubAck, SubscribeReasonCode};
@@ -24,45 +21,14 @@ use rumqttc::mqttbytes::QoS;
 use rumqttc::ConnectReturnCode;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use testkit::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use PROV_DEVICE_TRANSPORT_RESULT::*;
 use PROV_DEVICE_TRANSPORT_STATUS::*;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Proto {
-    Mqtt,
-    Ws,
-}
-
-impl Proto {
-    fn tag(self) -> &'static str {
-        match self {
-            Proto::Mqtt => "mqtt",
-            Proto::Ws => "wss",
-        }
-    }
-}
-
-/// Each case runs over MQTT/TLS and over MQTT/WSS.
-macro_rules! both {
-    ($($name:ident),* $(,)?) => {
-        $(
-            mod $name {
-                #[test]
-                fn mqtt() {
-                    super::$name(super::Proto::Mqtt)
-                }
-                #[test]
-                fn wss() {
-                    super::$name(super::Proto::Ws)
-                }
-            }
-        )*
-    };
-}
-
+// Each case runs over MQTT/TLS and over MQTT/WSS.
 both!(
     malformed_reply_topics_are_ignored,
     hostile_retry_after_values_become_one_second,
@@ -386,29 +352,19 @@ fn run(
 ) -> (Outcome, Server) {
     let pki = Pki::generate(&[regid]);
     let server = Server::start(&pki, proto, script);
-    let d = pki.device(regid).unwrap();
-    let device = Device {
-        protocol: match proto {
-            Proto::Mqtt => Prov_Device_MQTT_Protocol,
-            Proto::Ws => Prov_Device_MQTT_WS_Protocol,
-        },
-        uri: format!("localhost:{}", server.addr.port()),
-        registration_id: regid.into(),
-        auth: Auth::X509 {
-            cert_chain_pem: d.cert_chain_pem.clone(),
-            key_pem: d.key_pem.clone(),
-        },
-        trusted_ca: Some(pki.root_ca_pem.clone()),
-        // small budgets so that every case ends in seconds
-        u32_options: vec![
-            ("reply_timeout_secs", 5),
-            ("retry_initial_ms", 50),
-            ("retry_max_attempts", 3),
-        ],
-        proxy: None,
-        trace: true,
-        close_in_callback: true,
-    };
+    // small budgets so that every case ends in seconds
+    let device = Device::new(
+        proto,
+        format!("localhost:{}", server.addr.port()),
+        regid,
+        x509(&pki, regid),
+    )
+    .trusting(&pki.root_ca_pem)
+    .options(&[
+        ("reply_timeout_secs", 5),
+        ("retry_initial_ms", 50),
+        ("retry_max_attempts", 3),
+    ]);
     let outcome = register(&device, TIMEOUT);
     check_contract(&outcome);
     (outcome, server)

@@ -1,83 +1,37 @@
 //! The fault matrix, end to end: the C ABI driven like the SDK's LL client against the DPS
 //! emulator, for MQTT/TLS and MQTT/WSS. Every fault the emulator can inject (drops at each stage,
 //! slow and silent servers, 5xx and 429 storms, CONNACK and SUBACK refusals) and what
-//! behaviour.md part 2 promises: transient faults are survived by reconnecting (backoff with
+//! docs/spec/behaviour.md part 2 promises: transient faults are survived by reconnecting (backoff with
 //! jitter, re-subscribe, re-send the outstanding request) within the budget set through
 //! `set_option`; a spent budget takes the error path exactly once; refusals are never retried;
 //! nothing is called back after `close` or `destroy`.
 //!
 //! Each test asserts the outcome and the number of connections the emulator accepted, and
 //! prints one `FAULT-TABLE |` row (fault, transport, outcome, time to outcome, connections):
-//! `cargo test --test faults -- --nocapture | grep FAULT-TABLE` gives docs/FAULTS.md's table.
+//! `cargo test --test all faults:: -- --nocapture | grep FAULT-TABLE` gives docs/FAULTS.md's table.
 
-mod common;
-
-use std::cell::RefCell;
-use std::ffi::CString;
-use std::os::raw::{c_char, c_void};
-use std::ptr;
 use std::time::{Duration, Instant};
 
-use common::*;
 use dps_emulator::pki::Pki;
 use dps_emulator::scenario::{DropAfter, ErrorReply, Scenario, Stage};
 use dps_emulator::{Config, Emulator, TimelineEntry};
 use prov_mqtt_transport::ffi::*;
+use testkit::*;
 use PROV_DEVICE_TRANSPORT_RESULT::*;
 use PROV_DEVICE_TRANSPORT_STATUS::*;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Proto {
-    Mqtt,
-    Ws,
-}
-
-impl Proto {
-    fn name(self) -> &'static str {
-        match self {
-            Proto::Mqtt => "MQTT",
-            Proto::Ws => "WSS",
-        }
-    }
-}
-
 /// An emulator with one X.509 device whose scenario is `scenario`.
 fn emulator(regid: &str, scenario: Scenario) -> Emulator {
-    let mut cfg = Config::ephemeral()
-        .with_pki(Pki::generate(&[regid]))
-        .with_scenario(regid, scenario);
-    cfg.log_to_stderr = false;
-    Emulator::start(cfg).expect("emulator starts")
+    quiet_emulator(&[regid], |cfg| cfg.with_scenario(regid, scenario))
 }
 
 /// The device, with small retry settings so that faults resolve in seconds.
 fn device(emu: &Emulator, proto: Proto, regid: &str, options: &[(&'static str, u32)]) -> Device {
-    let (protocol, port): (
-        extern "C" fn() -> *const PROV_DEVICE_TRANSPORT_PROVIDER,
-        u16,
-    ) = match proto {
-        Proto::Mqtt => (Prov_Device_MQTT_Protocol, emu.mqtt_addr().port()),
-        Proto::Ws => (Prov_Device_MQTT_WS_Protocol, emu.ws_addr().port()),
-    };
-    let d = emu.pki().device(regid).expect("device certificate");
-    let mut u32_options = vec![("retry_initial_ms", 50), ("reply_timeout_secs", 5)];
-    u32_options.extend_from_slice(options);
-    Device {
-        protocol,
-        uri: format!("localhost:{port}"),
-        registration_id: regid.into(),
-        auth: Auth::X509 {
-            cert_chain_pem: d.cert_chain_pem.clone(),
-            key_pem: d.key_pem.clone(),
-        },
-        trusted_ca: Some(emu.pki().root_ca_pem.clone()),
-        u32_options,
-        proxy: None,
-        trace: true,
-        close_in_callback: true,
-    }
+    Device::x509_on(emu, proto, regid)
+        .options(&[("retry_initial_ms", 50), ("reply_timeout_secs", 5)])
+        .options(options)
 }
 
 fn regid(fault: &str, proto: Proto) -> String {
@@ -230,45 +184,13 @@ fn dropped_once(proto: Proto, stage: Stage) {
     );
 }
 
-#[test]
-fn mqtt_drop_after_connect_is_survived() {
-    dropped_once(Proto::Mqtt, Stage::Connect);
-}
+both!(drop_after_connect_is_survived => |p| dropped_once(p, Stage::Connect));
 
-#[test]
-fn ws_drop_after_connect_is_survived() {
-    dropped_once(Proto::Ws, Stage::Connect);
-}
+both!(drop_after_subscribe_is_survived => |p| dropped_once(p, Stage::Subscribe));
 
-#[test]
-fn mqtt_drop_after_subscribe_is_survived() {
-    dropped_once(Proto::Mqtt, Stage::Subscribe);
-}
+both!(drop_after_register_is_survived => |p| dropped_once(p, Stage::Register));
 
-#[test]
-fn ws_drop_after_subscribe_is_survived() {
-    dropped_once(Proto::Ws, Stage::Subscribe);
-}
-
-#[test]
-fn mqtt_drop_after_register_is_survived() {
-    dropped_once(Proto::Mqtt, Stage::Register);
-}
-
-#[test]
-fn ws_drop_after_register_is_survived() {
-    dropped_once(Proto::Ws, Stage::Register);
-}
-
-#[test]
-fn mqtt_drop_after_poll_is_survived() {
-    dropped_once(Proto::Mqtt, Stage::Poll);
-}
-
-#[test]
-fn ws_drop_after_poll_is_survived() {
-    dropped_once(Proto::Ws, Stage::Poll);
-}
+both!(drop_after_poll_is_survived => |p| dropped_once(p, Stage::Poll));
 
 // ---- connection dropped every time: the attempts budget -----------------------------------
 
@@ -318,25 +240,9 @@ fn dropped_always(proto: Proto, stage: Stage) {
     );
 }
 
-#[test]
-fn mqtt_drop_always_after_register_spends_the_attempts_budget() {
-    dropped_always(Proto::Mqtt, Stage::Register);
-}
+both!(drop_always_after_register_spends_the_attempts_budget => |p| dropped_always(p, Stage::Register));
 
-#[test]
-fn ws_drop_always_after_register_spends_the_attempts_budget() {
-    dropped_always(Proto::Ws, Stage::Register);
-}
-
-#[test]
-fn mqtt_drop_always_after_poll_spends_the_attempts_budget() {
-    dropped_always(Proto::Mqtt, Stage::Poll);
-}
-
-#[test]
-fn ws_drop_always_after_poll_spends_the_attempts_budget() {
-    dropped_always(Proto::Ws, Stage::Poll);
-}
+both!(drop_always_after_poll_spends_the_attempts_budget => |p| dropped_always(p, Stage::Poll));
 
 /// The time budget: many attempts allowed, but only 2 s from the first fault.
 fn time_budget(proto: Proto) {
@@ -391,15 +297,7 @@ fn time_budget(proto: Proto) {
     );
 }
 
-#[test]
-fn mqtt_time_budget_ends_the_retries() {
-    time_budget(Proto::Mqtt);
-}
-
-#[test]
-fn ws_time_budget_ends_the_retries() {
-    time_budget(Proto::Ws);
-}
+both!(time_budget_ends_the_retries => time_budget);
 
 /// Backoff is exponential with jitter: the gaps between connection attempts grow.
 #[test]
@@ -501,15 +399,7 @@ fn delayed(proto: Proto) {
     );
 }
 
-#[test]
-fn mqtt_delayed_suback_is_waited_for() {
-    delayed(Proto::Mqtt);
-}
-
-#[test]
-fn ws_delayed_suback_is_waited_for() {
-    delayed(Proto::Ws);
-}
+both!(delayed_suback_is_waited_for => delayed);
 
 /// Slower than the reply timeout: CONNACK never arrives in time, every attempt times out.
 fn slower_than_timeout(proto: Proto) {
@@ -546,15 +436,7 @@ fn slower_than_timeout(proto: Proto) {
     );
 }
 
-#[test]
-fn mqtt_server_slower_than_the_reply_timeout() {
-    slower_than_timeout(Proto::Mqtt);
-}
-
-#[test]
-fn ws_server_slower_than_the_reply_timeout() {
-    slower_than_timeout(Proto::Ws);
-}
+both!(server_slower_than_the_reply_timeout => slower_than_timeout);
 
 fn silent(proto: Proto) {
     let regid = regid("silent", proto);
@@ -606,15 +488,7 @@ fn silent(proto: Proto) {
     );
 }
 
-#[test]
-fn mqtt_silent_server_times_out_and_spends_the_budget() {
-    silent(Proto::Mqtt);
-}
-
-#[test]
-fn ws_silent_server_times_out_and_spends_the_budget() {
-    silent(Proto::Ws);
-}
+both!(silent_server_times_out_and_spends_the_budget => silent);
 
 /// A relay on loopback: the n-th connection goes to `backends[n]` (the last one for the rest).
 /// TLS passes through untouched, so the device talks to each emulator end to end. A backend
@@ -712,15 +586,7 @@ fn silent_once(proto: Proto) {
     );
 }
 
-#[test]
-fn mqtt_silent_once_then_recovers() {
-    silent_once(Proto::Mqtt);
-}
-
-#[test]
-fn ws_silent_once_then_recovers() {
-    silent_once(Proto::Ws);
-}
+both!(silent_once_then_recovers => silent_once);
 
 /// The network path dies silently (no FIN, no RST) 300 ms into the first connection, after the
 /// register reply: the poll goes nowhere, the keep-alive PINGREQ (keep-alive 1 s) gets no PINGRESP,
@@ -762,15 +628,7 @@ fn black_hole(proto: Proto) {
     );
 }
 
-#[test]
-fn mqtt_black_hole_is_detected_by_the_ping_timeout() {
-    black_hole(Proto::Mqtt);
-}
-
-#[test]
-fn ws_black_hole_is_detected_by_the_ping_timeout() {
-    black_hole(Proto::Ws);
-}
+both!(black_hole_is_detected_by_the_ping_timeout => black_hole);
 
 /// No fault: the reference time (register, 202 with retry-after 1, one poll answered 202, a
 /// second answered 200, so about 2 s of waiting the service asked for).
@@ -783,15 +641,7 @@ fn baseline(proto: Proto) {
     row("none (reference)", proto, "assigned", o.elapsed, &emu);
 }
 
-#[test]
-fn mqtt_baseline_without_faults() {
-    baseline(Proto::Mqtt);
-}
-
-#[test]
-fn ws_baseline_without_faults() {
-    baseline(Proto::Ws);
-}
+both!(baseline_without_faults => baseline);
 
 // ---- 5xx and 429 storms -----------------------------------------------------------------
 
@@ -865,17 +715,9 @@ fn storm_5xx(proto: Proto) {
     );
 }
 
-#[test]
-fn mqtt_5xx_storm_is_survived() {
-    storm_5xx(Proto::Mqtt);
-}
+both!(storm_5xx_is_survived => storm_5xx);
 
-#[test]
-fn ws_5xx_storm_is_survived() {
-    storm_5xx(Proto::Ws);
-}
-
-/// A 5xx on every request: each reply is TRANSIENT (behaviour.md part 1) and the LL client
+/// A 5xx on every request: each reply is TRANSIENT (docs/spec/behaviour.md part 1) and the LL client
 /// registers again, but the run of transient replies is bounded by the retry budget
 /// (retry_max_attempts 3 here): after 3 retries the error path, once; the connection itself was
 /// never at fault, so there is one.
@@ -907,7 +749,7 @@ fn endless_5xx(proto: Proto) {
     assert!(
         has_log(&regid, "giving up after 3 retries") && has_log(&regid, "DPS replied 500"),
         "{:?}",
-        common::logs_for(&regid)
+        logs_for(&regid)
     );
     row(
         "500 to every register request, retry_max_attempts=3",
@@ -918,15 +760,7 @@ fn endless_5xx(proto: Proto) {
     );
 }
 
-#[test]
-fn mqtt_endless_5xx_ends_when_the_budget_is_spent() {
-    endless_5xx(Proto::Mqtt);
-}
-
-#[test]
-fn ws_endless_5xx_ends_when_the_budget_is_spent() {
-    endless_5xx(Proto::Ws);
-}
+both!(endless_5xx_ends_when_the_budget_is_spent => endless_5xx);
 
 fn storm_5xx_on_poll(proto: Proto) {
     let scenario = Scenario {
@@ -950,15 +784,7 @@ fn storm_5xx_on_poll(proto: Proto) {
     );
 }
 
-#[test]
-fn mqtt_5xx_on_poll_is_survived() {
-    storm_5xx_on_poll(Proto::Mqtt);
-}
-
-#[test]
-fn ws_5xx_on_poll_is_survived() {
-    storm_5xx_on_poll(Proto::Ws);
-}
+both!(storm_5xx_on_poll_is_survived => storm_5xx_on_poll);
 
 fn storm_429(proto: Proto) {
     let scenario = Scenario {
@@ -977,15 +803,7 @@ fn storm_429(proto: Proto) {
     assert!(has_log(&regid("storm-429", proto), "DPS replied 429"));
 }
 
-#[test]
-fn mqtt_429_storm_is_survived() {
-    storm_429(Proto::Mqtt);
-}
-
-#[test]
-fn ws_429_storm_is_survived() {
-    storm_429(Proto::Ws);
-}
+both!(storm_429_is_survived => storm_429);
 
 // ---- refusals: never retried ------------------------------------------------------------
 
@@ -1020,25 +838,9 @@ fn connack_refused(proto: Proto, code: u8) {
     );
 }
 
-#[test]
-fn mqtt_connack_not_authorized_is_not_retried() {
-    connack_refused(Proto::Mqtt, 5);
-}
+both!(connack_not_authorized_is_not_retried => |p| connack_refused(p, 5));
 
-#[test]
-fn ws_connack_not_authorized_is_not_retried() {
-    connack_refused(Proto::Ws, 5);
-}
-
-#[test]
-fn mqtt_connack_bad_credentials_is_not_retried() {
-    connack_refused(Proto::Mqtt, 4);
-}
-
-#[test]
-fn ws_connack_bad_credentials_is_not_retried() {
-    connack_refused(Proto::Ws, 4);
-}
+both!(connack_bad_credentials_is_not_retried => |p| connack_refused(p, 4));
 
 fn suback_failure(proto: Proto) {
     let regid = regid("suback-fail", proto);
@@ -1068,43 +870,9 @@ fn suback_failure(proto: Proto) {
     );
 }
 
-#[test]
-fn mqtt_suback_failure_takes_the_error_path() {
-    suback_failure(Proto::Mqtt);
-}
-
-#[test]
-fn ws_suback_failure_takes_the_error_path() {
-    suback_failure(Proto::Ws);
-}
+both!(suback_failure_takes_the_error_path => suback_failure);
 
 // ---- nothing after close or destroy -----------------------------------------------------
-
-#[derive(Default)]
-struct Seen {
-    data: usize,
-    status: usize,
-}
-
-unsafe extern "C" fn seen_data(
-    _r: PROV_DEVICE_TRANSPORT_RESULT,
-    _k: BUFFER_HANDLE,
-    _h: *const c_char,
-    _d: *const c_char,
-    user: *mut c_void,
-) {
-    // SAFETY: `user` is the RefCell<Seen> of the running test, alive until after destroy.
-    unsafe { &*(user as *const RefCell<Seen>) }
-        .borrow_mut()
-        .data += 1;
-}
-
-unsafe extern "C" fn seen_status(_s: PROV_DEVICE_TRANSPORT_STATUS, _r: u32, user: *mut c_void) {
-    // SAFETY: as above.
-    unsafe { &*(user as *const RefCell<Seen>) }
-        .borrow_mut()
-        .status += 1;
-}
 
 /// Opens a handle that is dropped at CONNECT every time with a long backoff and a budget of one
 /// reconnect: left alone it would reconnect and take the error path. `close` (or `destroy`)
@@ -1123,84 +891,30 @@ fn stopped_during_backoff(proto: Proto, destroy_only: bool) {
         },
     );
     capture_logs();
-    let (protocol, port): (
-        extern "C" fn() -> *const PROV_DEVICE_TRANSPORT_PROVIDER,
-        u16,
-    ) = match proto {
-        Proto::Mqtt => (Prov_Device_MQTT_Protocol, emu.mqtt_addr().port()),
-        Proto::Ws => (Prov_Device_MQTT_WS_Protocol, emu.ws_addr().port()),
-    };
-    let d = emu.pki().device(&regid).unwrap();
-    let seen = RefCell::new(Seen::default());
-    let user = &seen as *const RefCell<Seen> as *mut c_void;
-    let c = |s: &str| CString::new(s).unwrap();
+    let mut dev = Device::x509_on(&emu, proto, &regid)
+        .trace(false)
+        .options(&[("retry_initial_ms", 1600), ("retry_max_attempts", 1)]);
+    dev.on_connected = Then::Nothing;
     let started = Instant::now();
-    // SAFETY: the table is static; every string outlives the call; `user` outlives the handle.
-    unsafe {
-        let t = &*protocol();
-        let h = (t.prov_transport_create.unwrap())(
-            c(&format!("localhost:{port}")).as_ptr(),
-            TRANSPORT_HSM_TYPE(1),
-            c(SCOPE).as_ptr(),
-            c(API_VERSION).as_ptr(),
-            None,
-            ptr::null_mut(),
-        );
-        assert!(!h.is_null());
-        let ca = c(&emu.pki().root_ca_pem);
-        assert_eq!((t.prov_transport_trusted_cert.unwrap())(h, ca.as_ptr()), 0);
-        let (cert, key) = (c(&d.cert_chain_pem), c(&d.key_pem));
-        assert_eq!(
-            (t.prov_transport_x509_cert.unwrap())(h, cert.as_ptr(), key.as_ptr()),
-            0
-        );
-        for (name, value) in [("retry_initial_ms", 1600u32), ("retry_max_attempts", 1)] {
-            assert_eq!(
-                (t.prov_transport_set_option.unwrap())(
-                    h,
-                    c(name).as_ptr(),
-                    &value as *const u32 as *const c_void
-                ),
-                0
-            );
-        }
-        let id = c(&regid);
-        assert_eq!(
-            (t.prov_transport_open.unwrap())(
-                h,
-                id.as_ptr(),
-                ptr::null_mut(),
-                ptr::null_mut(),
-                Some(seen_data),
-                user,
-                Some(seen_status),
-                user,
-                None,
-                ptr::null_mut(),
-            ),
-            0
-        );
-        // Run until the first drop put the handle into its backoff (0.8-1.6 s).
-        while !has_log(&regid, "reconnecting in") {
-            assert!(started.elapsed() < Duration::from_secs(10), "no drop seen");
-            (t.prov_transport_dowork.unwrap())(h);
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        if destroy_only {
-            (t.prov_transport_destroy.unwrap())(h);
-            std::thread::sleep(Duration::from_millis(2500));
-        } else {
-            assert_eq!((t.prov_transport_close.unwrap())(h), 0);
-            let until = Instant::now() + Duration::from_millis(2500);
-            while Instant::now() < until {
-                (t.prov_transport_dowork.unwrap())(h);
-                std::thread::sleep(Duration::from_millis(2));
-            }
-            (t.prov_transport_destroy.unwrap())(h);
-        }
+    let ll = Ll::create(&dev);
+    assert_eq!(ll.open(), 0);
+    // Run until the first drop put the handle into its backoff (0.8-1.6 s).
+    while !has_log(&regid, "reconnecting in") {
+        assert!(started.elapsed() < Duration::from_secs(10), "no drop seen");
+        ll.dowork();
+        std::thread::sleep(Duration::from_millis(2));
     }
-    let seen = seen.into_inner();
-    assert_eq!((seen.data, seen.status), (0, 0), "no callback after {name}");
+    if destroy_only {
+        ll.destroy();
+        std::thread::sleep(Duration::from_millis(2500));
+    } else {
+        assert_eq!(ll.close(), 0);
+        ll.dowork_for(Duration::from_millis(2500));
+        ll.destroy();
+    }
+    let o = ll.outcome();
+    let seen = (o.data_callbacks, o.statuses.len());
+    assert_eq!(seen, (0, 0), "no callback after {name}");
     assert_eq!(
         emu.connections_accepted(),
         1,
@@ -1220,22 +934,6 @@ fn stopped_during_backoff(proto: Proto, destroy_only: bool) {
     );
 }
 
-#[test]
-fn mqtt_close_during_backoff_stops_everything() {
-    stopped_during_backoff(Proto::Mqtt, false);
-}
+both!(close_during_backoff_stops_everything => |p| stopped_during_backoff(p, false));
 
-#[test]
-fn ws_close_during_backoff_stops_everything() {
-    stopped_during_backoff(Proto::Ws, false);
-}
-
-#[test]
-fn mqtt_destroy_during_backoff_stops_everything() {
-    stopped_during_backoff(Proto::Mqtt, true);
-}
-
-#[test]
-fn ws_destroy_during_backoff_stops_everything() {
-    stopped_during_backoff(Proto::Ws, true);
-}
+both!(destroy_during_backoff_stops_everything => |p| stopped_during_backoff(p, true));

@@ -1,15 +1,12 @@
 //! End to end: the C ABI driven as the SDK's LL client drives it, against the local DPS
 //! emulator over MQTT/TLS and MQTT/WSS, with real TLS and real certificates.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
-use dps_emulator::pki::Pki;
 use dps_emulator::scenario::{ErrorReply, Scenario, Stage};
 use dps_emulator::{Config, Emulator};
 use prov_mqtt_transport::ffi::*;
+use testkit::*;
 use PROV_DEVICE_TRANSPORT_RESULT::*;
 use PROV_DEVICE_TRANSPORT_STATUS::*;
 
@@ -17,48 +14,14 @@ const INDIVIDUAL_KEY: &str = "c2VjcmV0LWluZGl2aWR1YWwta2V5LWZvci10ZXN0cw==";
 const GROUP_KEY: &str = "Z3JvdXAta2V5LWZvci10aGUtZW11bGF0b3ItdGVzdHM=";
 const TIMEOUT: Duration = Duration::from_secs(60);
 
-#[derive(Clone, Copy, Debug)]
-enum Proto {
-    Mqtt,
-    Ws,
-}
-
 fn emulator(devices: &[&str], configure: impl FnOnce(Config) -> Config) -> Emulator {
-    let cfg = Config::ephemeral()
-        .with_pki(Pki::generate(devices))
-        .with_symmetric_key("sym-mqtt", INDIVIDUAL_KEY)
-        .with_symmetric_key("sym-ws", INDIVIDUAL_KEY)
-        .with_group_key(GROUP_KEY);
-    Emulator::start(configure(cfg)).expect("emulator starts")
-}
-
-fn device(emu: &Emulator, proto: Proto, regid: &str, auth: Auth) -> Device {
-    let (protocol, port): (
-        extern "C" fn() -> *const PROV_DEVICE_TRANSPORT_PROVIDER,
-        u16,
-    ) = match proto {
-        Proto::Mqtt => (Prov_Device_MQTT_Protocol, emu.mqtt_addr().port()),
-        Proto::Ws => (Prov_Device_MQTT_WS_Protocol, emu.ws_addr().port()),
-    };
-    Device {
-        protocol,
-        uri: format!("localhost:{port}"),
-        registration_id: regid.into(),
-        auth,
-        trusted_ca: Some(emu.pki().root_ca_pem.clone()),
-        u32_options: vec![],
-        proxy: None,
-        trace: true,
-        close_in_callback: true,
-    }
-}
-
-fn x509(emu: &Emulator, regid: &str) -> Auth {
-    let d = emu.pki().device(regid).expect("device certificate");
-    Auth::X509 {
-        cert_chain_pem: d.cert_chain_pem.clone(),
-        key_pem: d.key_pem.clone(),
-    }
+    testkit::emulator(devices, |cfg| {
+        configure(
+            cfg.with_symmetric_key("sym-mqtt", INDIVIDUAL_KEY)
+                .with_symmetric_key("sym-ws", INDIVIDUAL_KEY)
+                .with_group_key(GROUP_KEY),
+        )
+    })
 }
 
 fn assert_assigned(o: &Outcome, regid: &str) {
@@ -85,24 +48,19 @@ fn assert_assigned(o: &Outcome, regid: &str) {
 fn x509_registers(proto: Proto) {
     let regid = format!("x509-{proto:?}").to_lowercase();
     let emu = emulator(&[&regid], |c| c);
-    let o = register(&device(&emu, proto, &regid, x509(&emu, &regid)), TIMEOUT);
+    let o = register(
+        &Device::on(&emu, proto, &regid, x509(emu.pki(), &regid)),
+        TIMEOUT,
+    );
     assert_assigned(&o, &regid);
 }
 
-#[test]
-fn mqtt_x509_chain_registers() {
-    x509_registers(Proto::Mqtt);
-}
-
-#[test]
-fn ws_x509_chain_registers() {
-    x509_registers(Proto::Ws);
-}
+both!(x509_registers);
 
 fn symmetric_registers(proto: Proto, regid: &str, key: String) {
     let emu = emulator(&[], |c| c);
     let o = register(
-        &device(&emu, proto, regid, Auth::SymmetricKey { key_b64: key }),
+        &Device::on(&emu, proto, regid, Auth::SymmetricKey { key_b64: key }),
         TIMEOUT,
     );
     assert_assigned(&o, regid);
@@ -149,7 +107,7 @@ fn throttled_429_then_registers() {
         )
     });
     let o = register(
-        &device(&emu, Proto::Mqtt, regid, x509(&emu, regid)),
+        &Device::on(&emu, Proto::Mqtt, regid, x509(emu.pki(), regid)),
         TIMEOUT,
     );
     assert_assigned(&o, regid);
@@ -180,7 +138,10 @@ fn unauthorized_401_takes_the_error_path_and_logs_the_error_code() {
             },
         )
     });
-    let o = register(&device(&emu, Proto::Ws, regid, x509(&emu, regid)), TIMEOUT);
+    let o = register(
+        &Device::on(&emu, Proto::Ws, regid, x509(emu.pki(), regid)),
+        TIMEOUT,
+    );
     assert_eq!(o.result, Some(PROV_DEVICE_TRANSPORT_RESULT_ERROR), "{o:?}");
     assert_eq!((o.hub.as_deref(), o.data_callbacks), (None, 1));
     let logs = logs_for(regid);
@@ -205,7 +166,7 @@ fn connack_refused_reports_key_unauthorized() {
         )
     });
     let o = register(
-        &device(&emu, Proto::Mqtt, regid, x509(&emu, regid)),
+        &Device::on(&emu, Proto::Mqtt, regid, x509(emu.pki(), regid)),
         TIMEOUT,
     );
     assert_eq!(o.result, Some(PROV_DEVICE_TRANSPORT_RESULT_ERROR));
@@ -227,7 +188,7 @@ fn wrong_symmetric_key_is_refused_not_retried() {
     let bad = Auth::SymmetricKey {
         key_b64: GROUP_KEY.into(),
     };
-    let o = register(&device(&emu, Proto::Ws, "sym-ws", bad), TIMEOUT);
+    let o = register(&Device::on(&emu, Proto::Ws, "sym-ws", bad), TIMEOUT);
     assert_eq!(o.result, Some(PROV_DEVICE_TRANSPORT_RESULT_ERROR));
     assert_eq!(
         o.errors,
@@ -258,7 +219,7 @@ fn failed_and_disabled_final_states_take_the_error_path() {
             )
         });
         let o = register(
-            &device(&emu, Proto::Mqtt, regid, x509(&emu, regid)),
+            &Device::on(&emu, Proto::Mqtt, regid, x509(emu.pki(), regid)),
             TIMEOUT,
         );
         assert_eq!(
@@ -287,7 +248,7 @@ fn reordered_query_parameters_are_understood() {
         )
     });
     let o = register(
-        &device(&emu, Proto::Mqtt, regid, x509(&emu, regid)),
+        &Device::on(&emu, Proto::Mqtt, regid, x509(emu.pki(), regid)),
         TIMEOUT,
     );
     assert_eq!(o.result, Some(PROV_DEVICE_TRANSPORT_RESULT_OK));
@@ -316,7 +277,7 @@ fn a_connection_dropped_after_register_is_survived() {
                 },
             )
         });
-        let mut dev = device(&emu, proto, &regid, x509(&emu, &regid));
+        let mut dev = Device::on(&emu, proto, &regid, x509(emu.pki(), &regid));
         dev.u32_options = vec![("retry_initial_ms", 50)];
         let o = register(&dev, TIMEOUT);
         assert_assigned(&o, &regid);
@@ -336,15 +297,9 @@ fn destroy_without_close_and_mid_connect_is_clean() {
             },
         )
     });
-    let dev = device(&emu, Proto::Mqtt, regid, x509(&emu, regid));
+    let dev = Device::on(&emu, Proto::Mqtt, regid, x509(emu.pki(), regid));
     // close_in_callback off, and a timeout shorter than the handshake: destroy mid-connect.
-    let o = register(
-        &Device {
-            close_in_callback: false,
-            ..dev
-        },
-        Duration::from_millis(100),
-    );
+    let o = register(&dev.keep_open(), Duration::from_millis(100));
     assert_eq!(o.result, None);
     assert_eq!(o.data_callbacks, 0, "no callback after destroy");
 }

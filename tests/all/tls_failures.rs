@@ -4,8 +4,6 @@
 //! certificate. Each is refused at once (no retry: one connection), takes the error path exactly
 //! once and logs exactly one error line naming the reason.
 
-mod common;
-
 use std::io::Read;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
@@ -13,7 +11,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::*;
 use dps_emulator::pki::Pki;
 use dps_emulator::{Config, Emulator};
 use prov_mqtt_transport::ffi::*;
@@ -24,21 +21,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig, ServerConnection};
-
-#[derive(Clone, Copy, Debug)]
-enum Proto {
-    Mqtt,
-    Ws,
-}
-
-impl Proto {
-    fn table(self) -> extern "C" fn() -> *const PROV_DEVICE_TRANSPORT_PROVIDER {
-        match self {
-            Proto::Mqtt => Prov_Device_MQTT_Protocol,
-            Proto::Ws => Prov_Device_MQTT_WS_Protocol,
-        }
-    }
-}
+use testkit::*;
 
 /// Client credentials for every test (the servers here never get as far as checking them,
 /// except the one that rejects them).
@@ -52,17 +35,9 @@ fn client_identity(regid: &str) -> Auth {
 }
 
 fn device(proto: Proto, uri: String, regid: &str, trusted_ca: &str) -> Device {
-    Device {
-        protocol: proto.table(),
-        uri,
-        registration_id: regid.into(),
-        auth: client_identity(regid),
-        trusted_ca: Some(trusted_ca.to_owned()),
-        u32_options: vec![("retry_initial_ms", 50)],
-        proxy: None,
-        trace: true,
-        close_in_callback: true,
-    }
+    Device::new(proto, uri, regid, client_identity(regid))
+        .trusting(trusted_ca)
+        .options(&[("retry_initial_ms", 50)])
 }
 
 /// The registration failed at once, through the error path once, with exactly one error line,
@@ -118,10 +93,7 @@ fn unknown_ca(proto: Proto, same_name: bool) {
     let mut cfg = Config::ephemeral();
     cfg.log_to_stderr = false;
     let emu = Emulator::start(cfg).unwrap();
-    let port = match proto {
-        Proto::Mqtt => emu.mqtt_addr().port(),
-        Proto::Ws => emu.ws_addr().port(),
-    };
+    let port = proto.port(&emu);
     let trusted = match same_name {
         true => Pki::generate(&[]).root_ca_pem,
         false => make_ca("an unrelated CA").cert.pem(),
@@ -141,25 +113,9 @@ fn unknown_ca(proto: Proto, same_name: bool) {
     assert_eq!(emu.connections_accepted(), 1);
 }
 
-#[test]
-fn mqtt_unknown_ca_is_refused() {
-    unknown_ca(Proto::Mqtt, false);
-}
+both!(unknown_ca_is_refused => |p| unknown_ca(p, false));
 
-#[test]
-fn ws_unknown_ca_is_refused() {
-    unknown_ca(Proto::Ws, false);
-}
-
-#[test]
-fn mqtt_other_ca_with_the_same_name_is_refused() {
-    unknown_ca(Proto::Mqtt, true);
-}
-
-#[test]
-fn ws_other_ca_with_the_same_name_is_refused() {
-    unknown_ca(Proto::Ws, true);
-}
+both!(other_ca_with_the_same_name_is_refused => |p| unknown_ca(p, true));
 
 /// The emulator's certificate names localhost, 127.0.0.1 and ::1; serve it on 127.0.0.2.
 fn host_mismatch(proto: Proto) {
@@ -168,10 +124,7 @@ fn host_mismatch(proto: Proto) {
     cfg.log_to_stderr = false;
     cfg.bind = "127.0.0.2".parse().unwrap();
     let emu = Emulator::start(cfg).unwrap();
-    let port = match proto {
-        Proto::Mqtt => emu.mqtt_addr().port(),
-        Proto::Ws => emu.ws_addr().port(),
-    };
+    let port = proto.port(&emu);
     let o = register(
         &device(
             proto,
@@ -186,15 +139,7 @@ fn host_mismatch(proto: Proto) {
     assert_eq!(emu.connections_accepted(), 1);
 }
 
-#[test]
-fn mqtt_host_name_mismatch_is_refused() {
-    host_mismatch(Proto::Mqtt);
-}
-
-#[test]
-fn ws_host_name_mismatch_is_refused() {
-    host_mismatch(Proto::Ws);
-}
+both!(host_name_mismatch_is_refused => host_mismatch);
 
 // ---- a small rustls server with certificates of our own ---------------------------------
 
@@ -324,33 +269,23 @@ fn handshake(config: Arc<ServerConfig>, mut tcp: TcpStream) -> String {
     }
 }
 
+/// Registers through `server`, trusting `ca`.
+fn register_with(server: &TlsServer, proto: Proto, regid: &str, ca: &Ca) -> Outcome {
+    let uri = format!("localhost:{}", server.addr.port());
+    register(&device(proto, uri, regid, &ca.cert.pem()), TIMEOUT)
+}
+
 fn expired(proto: Proto) {
     let regid = format!("tls-expired-{proto:?}").to_lowercase();
     let ca = make_ca("expired-test CA");
     let (cert, key) = server_cert(&ca, (2020, 1, 1), (2021, 1, 1));
     let server = tls_server(server_config(&cert, &key, None));
-    let o = register(
-        &device(
-            proto,
-            format!("localhost:{}", server.addr.port()),
-            &regid,
-            &ca.cert.pem(),
-        ),
-        TIMEOUT,
-    );
+    let o = register_with(&server, proto, &regid, &ca);
     assert_refused(&o, &regid, "the server certificate has expired");
     assert_eq!(server.accepted.load(Ordering::SeqCst), 1);
 }
 
-#[test]
-fn mqtt_expired_server_certificate_is_refused() {
-    expired(Proto::Mqtt);
-}
-
-#[test]
-fn ws_expired_server_certificate_is_refused() {
-    expired(Proto::Ws);
-}
+both!(expired_server_certificate_is_refused => expired);
 
 /// The server requires a client certificate from its own CA and rejects ours in the handshake.
 fn client_cert_rejected(proto: Proto) {
@@ -359,15 +294,7 @@ fn client_cert_rejected(proto: Proto) {
     let (cert, key) = server_cert(&ca, (2020, 1, 1), (2099, 1, 1));
     let other_clients = make_ca("some other device CA");
     let server = tls_server(server_config(&cert, &key, Some(&other_clients.cert.pem())));
-    let o = register(
-        &device(
-            proto,
-            format!("localhost:{}", server.addr.port()),
-            &regid,
-            &ca.cert.pem(),
-        ),
-        TIMEOUT,
-    );
+    let o = register_with(&server, proto, &regid, &ca);
     assert_refused(&o, &regid, "the server rejected the client certificate");
     assert_eq!(server.accepted.load(Ordering::SeqCst), 1);
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -381,15 +308,7 @@ fn client_cert_rejected(proto: Proto) {
     );
 }
 
-#[test]
-fn mqtt_client_certificate_rejected_is_refused() {
-    client_cert_rejected(Proto::Mqtt);
-}
-
-#[test]
-fn ws_client_certificate_rejected_is_refused() {
-    client_cert_rejected(Proto::Ws);
-}
+both!(client_certificate_rejected_is_refused => client_cert_rejected);
 
 // ---- a server that only speaks TLS 1.0 or 1.1 (openssl s_server) ------------------------
 
@@ -407,17 +326,12 @@ impl Drop for OpenSsl {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// `openssl s_server` limited to one old version (`-tls1` or `-tls1_1`); None when openssl is
 /// not installed.
 fn old_tls_server(version_flag: &str, cert: &str, key: &str) -> Option<OpenSsl> {
+    if !require_tool("openssl") {
+        return None;
+    }
     let dir =
         std::env::temp_dir().join(format!("prov-old-tls{version_flag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -436,20 +350,7 @@ fn old_tls_server(version_flag: &str, cert: &str, key: &str) -> Option<OpenSsl> 
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn();
-    let child = match child {
-        Ok(c) => c,
-        Err(e) => {
-            let _ = std::fs::remove_dir_all(&dir);
-            // The test command sets this: there openssl is installed, so a skip is a failure.
-            if std::env::var_os("PROV_TEST_REQUIRE_ALL").is_some() {
-                panic!("openssl is needed for the TLS 1.0/1.1 refusal tests: {e}");
-            }
-            eprintln!(
-                "\n*** SKIPPED: openssl is not installed ({e}); apt-get install openssl to run the TLS 1.0/1.1 refusal tests ***\n"
-            );
-            return None;
-        }
-    };
+    let child = child.expect("openssl s_server starts");
     let server = OpenSsl { child, port, dir };
     let deadline = Instant::now() + Duration::from_secs(10);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -499,22 +400,6 @@ fn old_tls(proto: Proto, version_flag: &str) {
     );
 }
 
-#[test]
-fn mqtt_tls_1_0_only_server_is_refused() {
-    old_tls(Proto::Mqtt, "-tls1");
-}
+both!(tls_1_0_only_server_is_refused => |p| old_tls(p, "-tls1"));
 
-#[test]
-fn ws_tls_1_0_only_server_is_refused() {
-    old_tls(Proto::Ws, "-tls1");
-}
-
-#[test]
-fn mqtt_tls_1_1_only_server_is_refused() {
-    old_tls(Proto::Mqtt, "-tls1_1");
-}
-
-#[test]
-fn ws_tls_1_1_only_server_is_refused() {
-    old_tls(Proto::Ws, "-tls1_1");
-}
+both!(tls_1_1_only_server_is_refused => |p| old_tls(p, "-tls1_1"));

@@ -4,15 +4,13 @@
 //! every line the library printed and first prove that the trace is there (CONNECT, CONNACK,
 //! PUBLISH lines), so that they can fail.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
 use dps_emulator::pki::Pki;
 use dps_emulator::scenario::{DropAfter, Scenario, Stage};
 use dps_emulator::{sas, Config, Emulator};
 use prov_mqtt_transport::ffi::*;
+use testkit::*;
 
 const INDIVIDUAL_KEY: &str = "c2VjcmV0LWluZGl2aWR1YWwta2V5LWZvci1zZWNyZXRzLXRlc3Q=";
 const GROUP_KEY: &str = "Z3JvdXAta2V5LWZvci10aGUtc2VjcmV0cy10ZXN0LTAxMjM0NQ==";
@@ -88,28 +86,13 @@ fn symmetric(ws: bool, regid: &str, key: String, group: bool) {
         },
     );
     let emu = Emulator::start(cfg).unwrap();
-    let (protocol, port): (
-        extern "C" fn() -> *const PROV_DEVICE_TRANSPORT_PROVIDER,
-        u16,
-    ) = match ws {
-        false => (Prov_Device_MQTT_Protocol, emu.mqtt_addr().port()),
-        true => (Prov_Device_MQTT_WS_Protocol, emu.ws_addr().port()),
+    let proto = if ws { Proto::Ws } else { Proto::Mqtt };
+    let auth = Auth::SymmetricKey {
+        key_b64: key.clone(),
     };
     let start = sas::now_unix();
     let o = register(
-        &Device {
-            protocol,
-            uri: format!("localhost:{port}"),
-            registration_id: regid.into(),
-            auth: Auth::SymmetricKey {
-                key_b64: key.clone(),
-            },
-            trusted_ca: Some(emu.pki().root_ca_pem.clone()),
-            u32_options: vec![("retry_initial_ms", 50)],
-            proxy: None,
-            trace: true,
-            close_in_callback: true,
-        },
+        &Device::on(&emu, proto, regid, auth).options(&[("retry_initial_ms", 50)]),
         TIMEOUT,
     );
     assert_eq!(
@@ -158,22 +141,10 @@ fn a_refused_sas_token_is_not_quoted_in_the_error() {
     let emu = Emulator::start(cfg).unwrap();
     let wrong = GROUP_KEY.to_owned();
     let start = sas::now_unix();
-    let o = register(
-        &Device {
-            protocol: Prov_Device_MQTT_Protocol,
-            uri: format!("localhost:{}", emu.mqtt_addr().port()),
-            registration_id: regid.into(),
-            auth: Auth::SymmetricKey {
-                key_b64: wrong.clone(),
-            },
-            trusted_ca: Some(emu.pki().root_ca_pem.clone()),
-            u32_options: vec![],
-            proxy: None,
-            trace: true,
-            close_in_callback: true,
-        },
-        TIMEOUT,
-    );
+    let auth = Auth::SymmetricKey {
+        key_b64: wrong.clone(),
+    };
+    let o = register(&Device::on(&emu, Proto::Mqtt, regid, auth), TIMEOUT);
     assert_eq!(
         o.result,
         Some(PROV_DEVICE_TRANSPORT_RESULT::PROV_DEVICE_TRANSPORT_RESULT_ERROR)
@@ -201,38 +172,25 @@ fn basic_auth(user: &str, password: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
 }
 
-fn x509_via_proxy(ws: bool, regid: &str, password: &str) -> Outcome {
+/// None (skipped) without tinyproxy.
+fn x509_via_proxy(ws: bool, regid: &str, password: &str) -> Option<Outcome> {
+    if !require_tool("tinyproxy") {
+        return None;
+    }
     let proxy = tinyproxy("secrets", PROXY_PASSWORD, "");
     let mut cfg = Config::ephemeral().with_pki(Pki::generate(&[regid]));
     cfg.log_to_stderr = false;
     let emu = Emulator::start(cfg).unwrap();
     let d = emu.pki().device(regid).unwrap().clone();
-    let (protocol, port): (
-        extern "C" fn() -> *const PROV_DEVICE_TRANSPORT_PROVIDER,
-        u16,
-    ) = match ws {
-        false => (Prov_Device_MQTT_Protocol, emu.mqtt_addr().port()),
-        true => (Prov_Device_MQTT_WS_Protocol, emu.ws_addr().port()),
-    };
+    let proto = if ws { Proto::Ws } else { Proto::Mqtt };
     let o = register(
-        &Device {
-            protocol,
-            uri: format!("localhost:{port}"),
-            registration_id: regid.into(),
-            auth: Auth::X509 {
-                cert_chain_pem: d.cert_chain_pem.clone(),
-                key_pem: d.key_pem.clone(),
-            },
-            trusted_ca: Some(emu.pki().root_ca_pem.clone()),
-            u32_options: vec![("retry_max_attempts", 0)],
-            proxy: Some(ProxySetting {
+        &Device::x509_on(&emu, proto, regid)
+            .options(&[("retry_max_attempts", 0)])
+            .via(ProxySetting {
                 host: "127.0.0.1".into(),
                 port: i32::from(proxy.port),
                 credentials: Some(("user".into(), password.into())),
             }),
-            trace: true,
-            close_in_callback: true,
-        },
         TIMEOUT,
     );
     let lines = lines(regid);
@@ -260,13 +218,17 @@ fn x509_via_proxy(ws: bool, regid: &str, password: &str) -> Outcome {
         );
     }
     assert_absent(&lines, "a private key", "PRIVATE KEY");
-    o
+    Some(o)
 }
 
-#[test]
-fn mqtt_private_key_and_proxy_password_stay_out_of_the_trace() {
-    let regid = "secret-x509-mqtt";
-    let o = x509_via_proxy(false, regid, PROXY_PASSWORD);
+fn private_key_and_proxy_password_stay_out_of_the_trace(proto: Proto) {
+    let regid = match proto {
+        Proto::Mqtt => "secret-x509-mqtt",
+        Proto::Ws => "secret-x509-ws",
+    };
+    let Some(o) = x509_via_proxy(proto == Proto::Ws, regid, PROXY_PASSWORD) else {
+        return;
+    };
     assert_eq!(
         o.result,
         Some(PROV_DEVICE_TRANSPORT_RESULT::PROV_DEVICE_TRANSPORT_RESULT_OK),
@@ -275,23 +237,15 @@ fn mqtt_private_key_and_proxy_password_stay_out_of_the_trace() {
     assert_traced(&lines(regid), regid);
 }
 
-#[test]
-fn ws_private_key_and_proxy_password_stay_out_of_the_trace() {
-    let regid = "secret-x509-ws";
-    let o = x509_via_proxy(true, regid, PROXY_PASSWORD);
-    assert_eq!(
-        o.result,
-        Some(PROV_DEVICE_TRANSPORT_RESULT::PROV_DEVICE_TRANSPORT_RESULT_OK),
-        "{o:?}"
-    );
-    assert_traced(&lines(regid), regid);
-}
+both!(private_key_and_proxy_password_stay_out_of_the_trace);
 
 /// A wrong proxy password is refused; the error line does not quote it.
 #[test]
 fn a_refused_proxy_password_is_not_quoted_in_the_error() {
     let regid = "secret-proxy-refused";
-    let o = x509_via_proxy(false, regid, "wr0ng-Pa55w0rd-c3b1e2");
+    let Some(o) = x509_via_proxy(false, regid, "wr0ng-Pa55w0rd-c3b1e2") else {
+        return;
+    };
     assert_eq!(
         o.result,
         Some(PROV_DEVICE_TRANSPORT_RESULT::PROV_DEVICE_TRANSPORT_RESULT_ERROR)
