@@ -1,7 +1,7 @@
 //! `repr(C)` mirrors of the SDK's provisioning transport types (docs/spec/abi.md), with the
 //! SDK's names so that the generated header reads like the SDK's own.
 
-use std::os::raw::{c_char, c_int, c_uchar, c_void};
+use std::os::raw::{c_char, c_int, c_long, c_uchar, c_void};
 
 /// Opaque per-connection object returned by `prov_transport_create`.
 pub type PROV_DEVICE_TRANSPORT_HANDLE = *mut c_void;
@@ -64,6 +64,36 @@ pub enum PROV_DEVICE_TRANSPORT_ERROR {
     PROV_DEVICE_ERROR_KEY_FAIL,
     PROV_DEVICE_ERROR_KEY_UNAUTHORIZED,
     PROV_DEVICE_ERROR_MEMORY,
+}
+
+/// The details of one registration outcome (`PROV_MQTT_REGISTRATION_INFO`), given to the
+/// `registration_info_hook`. Declared in the header verbatim from cbindgen.toml (with the
+/// `_TAG` struct names the issue fixes), so cbindgen skips this mirror.
+/// cbindgen:ignore
+#[repr(C)]
+pub struct PROV_MQTT_REGISTRATION_INFO {
+    pub issued_certificate_chain: *const c_char,
+    pub connection_profile: *const c_char,
+    pub substatus: *const c_char,
+    pub etag: *const c_char,
+    pub dps_status: c_int,
+    pub error_code: c_long,
+    pub tracking_id: *const c_char,
+    pub error_message: *const c_char,
+}
+
+/// `PROV_MQTT_REGISTRATION_INFO_CALLBACK`.
+/// cbindgen:ignore
+pub type PROV_MQTT_REGISTRATION_INFO_CALLBACK =
+    Option<unsafe extern "C" fn(info: *const PROV_MQTT_REGISTRATION_INFO, context: *mut c_void)>;
+
+/// `PROV_MQTT_REGISTRATION_INFO_HOOK`: the value of the `registration_info_hook` option.
+/// cbindgen:ignore
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct PROV_MQTT_REGISTRATION_INFO_HOOK {
+    pub callback: PROV_MQTT_REGISTRATION_INFO_CALLBACK,
+    pub context: *mut c_void,
 }
 
 /// The record the caller's parse callback allocates with `malloc`; the transport frees it
