@@ -389,7 +389,10 @@ unsafe extern "C" fn set_proxy(
 /// # Safety
 /// `handle` as in [`destroy`]; `option_name` is NULL or a NUL-terminated string; `value` is
 /// NULL or points to the C type the option's [`Kind`] names (`uint32_t`, `int`, `bool`, a
-/// NUL-terminated string, an `HTTP_PROXY_OPTIONS`), valid for the call. Nothing is kept.
+/// NUL-terminated string, an `HTTP_PROXY_OPTIONS`, a `PROV_MQTT_REGISTRATION_INFO_HOOK`),
+/// valid for the call; NULL removes what a [`options::nullable`] option set. Values are
+/// copied; of a hook, its callback must stay callable and its context is kept (never
+/// dereferenced, only handed back) until the hook is replaced or removed, or `destroy`.
 unsafe extern "C" fn set_option(
     handle: PROV_DEVICE_TRANSPORT_HANDLE,
     option_name: *const c_char,
