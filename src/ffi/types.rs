@@ -244,3 +244,33 @@ pub type PROV_TRANSPORT_PROVIDER = PROV_DEVICE_TRANSPORT_PROVIDER;
 /// A function returning a provider table, as `Prov_Device_LL_Create` takes it.
 pub type PROV_DEVICE_TRANSPORT_PROVIDER_FUNCTION =
     Option<extern "C" fn() -> *const PROV_DEVICE_TRANSPORT_PROVIDER>;
+
+#[cfg(all(test, target_pointer_width = "64", not(windows)))]
+mod layout {
+    use super::*;
+    use std::mem::{offset_of, size_of};
+
+    /// The header declares these verbatim (cbindgen.toml); the C harness asserts the same LP64
+    /// offsets on the header's side (ctest/abi_conformance.c).
+    #[test]
+    fn the_hook_records_match_the_header() {
+        type I = PROV_MQTT_REGISTRATION_INFO;
+        assert_eq!(size_of::<I>(), 64);
+        assert_eq!(
+            [
+                offset_of!(I, issued_certificate_chain),
+                offset_of!(I, connection_profile),
+                offset_of!(I, substatus),
+                offset_of!(I, etag),
+                offset_of!(I, dps_status),
+                offset_of!(I, error_code),
+                offset_of!(I, tracking_id),
+                offset_of!(I, error_message),
+            ],
+            [0, 8, 16, 24, 32, 40, 48, 56]
+        );
+        type H = PROV_MQTT_REGISTRATION_INFO_HOOK;
+        assert_eq!(size_of::<H>(), 16);
+        assert_eq!([offset_of!(H, callback), offset_of!(H, context)], [0, 8]);
+    }
+}
