@@ -46,6 +46,20 @@ _Static_assert(offsetof(PROV_JSON_INFO, authorization_key) == 16, "authorization
 _Static_assert(offsetof(PROV_JSON_INFO, key_name) == 24, "key_name");
 _Static_assert(offsetof(PROV_JSON_INFO, iothub_uri) == 32, "iothub_uri");
 _Static_assert(offsetof(PROV_JSON_INFO, device_id) == 40, "device_id");
+/* Issue 13's hook records: declared verbatim in the header, mirrored in src/ffi/types.rs (whose
+ * unit test checks the same offsets). */
+_Static_assert(sizeof(PROV_MQTT_REGISTRATION_INFO) == 64, "PROV_MQTT_REGISTRATION_INFO is 64 bytes");
+_Static_assert(offsetof(PROV_MQTT_REGISTRATION_INFO, issued_certificate_chain) == 0, "issued_certificate_chain");
+_Static_assert(offsetof(PROV_MQTT_REGISTRATION_INFO, connection_profile) == 8, "connection_profile");
+_Static_assert(offsetof(PROV_MQTT_REGISTRATION_INFO, substatus) == 16, "substatus");
+_Static_assert(offsetof(PROV_MQTT_REGISTRATION_INFO, etag) == 24, "etag");
+_Static_assert(offsetof(PROV_MQTT_REGISTRATION_INFO, dps_status) == 32, "dps_status");
+_Static_assert(offsetof(PROV_MQTT_REGISTRATION_INFO, error_code) == 40, "error_code");
+_Static_assert(offsetof(PROV_MQTT_REGISTRATION_INFO, tracking_id) == 48, "tracking_id");
+_Static_assert(offsetof(PROV_MQTT_REGISTRATION_INFO, error_message) == 56, "error_message");
+_Static_assert(sizeof(PROV_MQTT_REGISTRATION_INFO_HOOK) == 16, "PROV_MQTT_REGISTRATION_INFO_HOOK is 16 bytes");
+_Static_assert(offsetof(PROV_MQTT_REGISTRATION_INFO_HOOK, callback) == 0, "callback");
+_Static_assert(offsetof(PROV_MQTT_REGISTRATION_INFO_HOOK, context) == 8, "context");
 
 /* The table: 12 pointers, in the SDK's order. */
 _Static_assert(sizeof(PROV_DEVICE_TRANSPORT_PROVIDER) == 12 * sizeof(void*), "12 slots");

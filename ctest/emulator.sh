@@ -35,6 +35,11 @@ start)
     for n in $(seq 0 39); do devices+=(--device "x509-$n"); done
     "$emulator" certs --out "$dir/certs" "${devices[@]}" >/dev/null
     "$emulator" certs --out "$dir/foreign" >/dev/null
+    # certificate signing requests for ctest/test_csr.c: base64 DER PKCS#10, CN = the registration id
+    for id in csr-issued-mqtt csr-issued-ws; do
+        openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$dir/csr-$id.key" \
+            -subj "/CN=$id" -outform DER 2>/dev/null | base64 -w0 >"$dir/csr-$id.b64"
+    done
     scope=0ne000c7e57
     group_key=$(printf 'ctest-group-key-for-the-emulator' | base64)
     setsid "$emulator" serve --config "$here/emulator.json" --certs "$dir/certs" --mqtt-port 0 --ws-port 0 \

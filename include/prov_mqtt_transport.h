@@ -22,6 +22,30 @@ typedef enum TRANSPORT_HSM_TYPE_TAG {
 } TRANSPORT_HSM_TYPE;
 
 /**
+ * Beyond the SDK: the details of one registration outcome, given to the
+ * `registration_info_hook` option's callback (set through `Prov_Device_LL_SetOption`) from
+ * dowork, just before the data callback. The strings are valid during the call only.
+ * Written here verbatim, with the _TAG names (cbindgen emits the Rust mirrors in
+ * src/ffi/types.rs without them).
+ */
+typedef struct PROV_MQTT_REGISTRATION_INFO_TAG {
+    const char* issued_certificate_chain; /* PEM, leaf first; NULL unless DPS issued one */
+    const char* connection_profile;       /* "classic", "mqttV5", ...; NULL when absent */
+    const char* substatus;                /* NULL when absent */
+    const char* etag;                     /* NULL when absent */
+    int dps_status;                       /* HTTP-style status of the final reply, 0 if none */
+    long error_code;                      /* DPS errorCode of a failure, 0 if none */
+    const char* tracking_id;              /* of a failure; NULL if none */
+    const char* error_message;            /* of a failure; NULL if none */
+} PROV_MQTT_REGISTRATION_INFO;
+typedef void (*PROV_MQTT_REGISTRATION_INFO_CALLBACK)(const PROV_MQTT_REGISTRATION_INFO* info, void* context);
+/** The value of the `registration_info_hook` option (copied; NULL removes the hook). */
+typedef struct PROV_MQTT_REGISTRATION_INFO_HOOK_TAG {
+    PROV_MQTT_REGISTRATION_INFO_CALLBACK callback;
+    void* context;
+} PROV_MQTT_REGISTRATION_INFO_HOOK;
+
+/**
  * The error given to the error callback passed to `create`.
  */
 typedef enum PROV_DEVICE_TRANSPORT_ERROR {

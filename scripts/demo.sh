@@ -50,6 +50,19 @@ echo "== X.509 over MQTT/TLS";       "$work/prov_dev_sample" --uri "localhost:$m
 echo "== X.509 over MQTT/WSS";       "$work/prov_dev_sample" --ws --uri "localhost:$ws_port" "${common[@]}" "${x509[@]}"
 echo "== symmetric key over MQTT/TLS"; "$work/prov_dev_sample" --uri "localhost:$mqtt_port" "${common[@]}" "${sym[@]}"
 echo "== symmetric key over MQTT/WSS"; "$work/prov_dev_sample" --ws --uri "localhost:$ws_port" "${common[@]}" "${sym[@]}"
-echo "== demo done: 4 registrations assigned"
+if command -v openssl >/dev/null; then
+    echo "== certificate issuance: a CSR for demo-x509, then X.509 with the issued certificate"
+    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$work/issued-key.pem" \
+        -subj /CN=demo-x509 -outform DER 2>/dev/null | base64 -w0 >"$work/demo-x509.csr"
+    "$work/prov_dev_sample" --uri "localhost:$mqtt_port" "${common[@]}" "${x509[@]}" \
+        --csr "$work/demo-x509.csr" --issued-chain "$work/issued-chain.pem"
+    openssl x509 -in "$work/issued-chain.pem" -noout -subject -issuer -enddate | sed 's/^/   issued leaf: /'
+    "$work/prov_dev_sample" --uri "localhost:$mqtt_port" "${common[@]}" --registration-id demo-x509 \
+        --cert "$work/issued-chain.pem" --key "$work/issued-key.pem"
+    echo "== demo done: 6 registrations assigned, one certificate issued"
+else
+    echo "== (openssl not installed: the certificate issuance part is skipped)"
+    echo "== demo done: 4 registrations assigned"
+fi
 echo "   (emulated-hub.azure-devices.net is the emulator's made-up hub: against Azure DPS, the hub"
 echo "    is the IoT hub your enrollment assigns the device to)"

@@ -2,7 +2,7 @@
 # CI smoke run of the cargo-fuzz targets in fuzz/: builds them all, then runs each for
 # FUZZ_SECONDS (default 20) from the committed seeds in fuzz/seeds/<target>, into a throw-away
 # corpus. Fails on any crash, panic, leak or timeout libFuzzer reports (the reproducer is kept
-# in fuzz/artifacts/<target>/). Six targets x 20 s = 2 minutes after the build.
+# in fuzz/artifacts/<target>/). Nine targets x 20 s = 3 minutes after the build.
 #
 # cargo-fuzz needs nightly flags (-Zsanitizer); on a stable toolchain RUSTC_BOOTSTRAP=1 allows
 # them. Long runs: FUZZ_SECONDS=600 scripts/fuzz-smoke.sh (or one target: ... reply_topic).

@@ -5,6 +5,8 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::dps::body::{PayloadError, ServiceError};
+use crate::dps::chain::ChainError;
+use crate::dps::register_body::BodyError;
 
 /// Everything that can go wrong, in words that say what and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +53,10 @@ pub enum Error {
     Service { status: u16, error: ServiceError },
     /// The parse callback's record says the registration did not succeed.
     RegistrationFailed(String),
+    /// The assignment's `issuedCertificateChain` is not DER certificates, or is too large.
+    IssuedChain(ChainError),
+    /// The register body cannot carry the CSR.
+    RegisterBody(BodyError),
     /// The retry budget is spent; `last` is what failed last.
     RetryBudgetSpent {
         attempts: u32,
@@ -78,6 +84,15 @@ impl Error {
             Error::ConnAckRefused(code) => *code == 3,
             Error::Tls { transient, .. } | Error::Proxy { transient, .. } => *transient,
             _ => false,
+        }
+    }
+
+    /// The DPS reply behind this failure: its status and account, when it was one.
+    pub fn service(&self) -> Option<(u16, &ServiceError)> {
+        match self {
+            Error::Service { status, error } => Some((*status, error)),
+            Error::RetryBudgetSpent { last, .. } => last.service(),
+            _ => None,
         }
     }
 
@@ -150,6 +165,8 @@ impl fmt::Display for Error {
                 "giving up after {attempts} retries over {:.1} s; last error: {last}",
                 elapsed.as_secs_f64()
             ),
+            Error::IssuedChain(e) => write!(f, "unusable issued certificate chain: {e}"),
+            Error::RegisterBody(e) => write!(f, "{e}"),
             Error::Internal(why) => write!(f, "internal error: {why}"),
             Error::ThreadStart { thread, why } => write!(
                 f,

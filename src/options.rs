@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::dps::csr::Csr;
 use crate::error::Error;
 
 /// The C type an option's `const void* value` points to.
@@ -18,6 +19,8 @@ pub enum Kind {
     Str,
     /// `const HTTP_PROXY_OPTIONS*`
     Proxy,
+    /// `const PROV_MQTT_REGISTRATION_INFO_HOOK*` (NULL removes it)
+    Hook,
 }
 
 /// A known option with its value read.
@@ -31,6 +34,12 @@ pub enum Setting {
     MinTls13(bool),
     Trace(bool),
     TrustedCerts(String),
+    /// None removes it.
+    Csr(Option<Csr>),
+    /// None removes the override.
+    ApiVersion(Option<String>),
+    /// A registration info hook is set (true) or removed.
+    ReportInfo(bool),
 }
 
 /// Every option name, its value type and what it does (also the README's table).
@@ -80,7 +89,76 @@ pub const OPTIONS: &[(&str, Kind, &str)] = &[
         Kind::Proxy,
         "HTTP_PROXY_OPTIONS* (as set_proxy)",
     ),
+    (
+        "certificate_signing_request",
+        Kind::Str,
+        "base64 DER PKCS#10 request whose subject CN is the registration id: DPS issues a certificate for its key (see Certificate issuance); NULL removes it",
+    ),
+    (
+        "api_version",
+        Kind::Str,
+        "the api-version of the CONNECT user name, in place of the one given to create (and of the one a CSR needs); NULL removes it",
+    ),
+    (
+        "registration_info_hook",
+        Kind::Hook,
+        "PROV_MQTT_REGISTRATION_INFO_HOOK* (copied): called with each outcome's details just before the data callback; NULL removes it",
+    ),
 ];
+
+/// Options whose value may be NULL: it removes what was set.
+pub fn nullable(name: &str) -> bool {
+    matches!(
+        name,
+        "certificate_signing_request" | "api_version" | "registration_info_hook"
+    )
+}
+
+/// Checks a string value (None: NULL, for the [`nullable`] options).
+pub fn text(name: &str, value: Option<&str>) -> Result<Setting, Error> {
+    Ok(match (name, value) {
+        ("TrustedCerts", Some(pem)) => Setting::TrustedCerts(pem.to_owned()),
+        ("certificate_signing_request", None) => Setting::Csr(None),
+        ("certificate_signing_request", Some(text)) => {
+            Setting::Csr(Some(Csr::parse(text).map_err(|e| {
+                Error::InvalidArgument {
+                    what: "certificate_signing_request",
+                    why: e.to_string(),
+                }
+            })?))
+        }
+        ("api_version", None) => Setting::ApiVersion(None),
+        ("api_version", Some(v)) => {
+            let bad = |why: String| Error::InvalidArgument {
+                what: "api_version",
+                why,
+            };
+            if v.is_empty() || v.len() > crate::dps::MAX_ID_LEN {
+                return Err(bad(format!(
+                    "must be 1 to {} characters, is {}",
+                    crate::dps::MAX_ID_LEN,
+                    v.len()
+                )));
+            }
+            // it goes into the user name's query string as is
+            if let Some(c) = v
+                .chars()
+                .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '.'))
+            {
+                return Err(bad(format!(
+                    "{v:?} has {c:?}: use letters, digits, '-' and '.'"
+                )));
+            }
+            Setting::ApiVersion(Some(v.to_owned()))
+        }
+        _ => {
+            return Err(Error::InvalidArgument {
+                what: "option_name",
+                why: format!("{name:?} takes no string"),
+            })
+        }
+    })
+}
 
 /// The value type of a known option name.
 pub fn kind(name: &str) -> Option<Kind> {
@@ -170,6 +248,33 @@ mod tests {
             .to_string()
             .contains("TLS 1.2 is the floor"));
         assert!(number("logtrace", 1).is_err());
+    }
+
+    #[test]
+    fn string_options_check_their_values() {
+        assert_eq!(
+            text("api_version", None).unwrap(),
+            Setting::ApiVersion(None)
+        );
+        assert_eq!(
+            text("api_version", Some("2021-06-01")).unwrap(),
+            Setting::ApiVersion(Some("2021-06-01".into()))
+        );
+        assert!(text("api_version", Some("2021&x=1"))
+            .unwrap_err()
+            .to_string()
+            .contains("'&'"));
+        assert!(text("api_version", Some("")).is_err());
+        assert_eq!(
+            text("certificate_signing_request", None).unwrap(),
+            Setting::Csr(None)
+        );
+        let e = text("certificate_signing_request", Some("not base64!"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("certificate_signing_request"), "{e}");
+        assert!(text("keepalive", Some("1")).is_err());
+        assert!(nullable("registration_info_hook") && !nullable("TrustedCerts"));
     }
 
     #[test]

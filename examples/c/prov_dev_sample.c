@@ -6,6 +6,11 @@
  *
  *   prov_dev_sample [--ws] --uri HOST[:PORT] --scope SCOPE --registration-id ID --trusted-ca FILE
  *                   (--cert FILE --key FILE | --sas-token TOKEN) [--trace]
+ *                   [--csr FILE --issued-chain FILE]
+ *
+ * With --csr (a base64 DER PKCS#10 request whose CN is the registration id, as
+ * `openssl req ... -outform DER | base64 -w0` makes) DPS issues a certificate for its key: the
+ * chain (PEM, leaf first) is written to the --issued-chain file by the registration info hook.
  *
  * Prints "assigned hub=<hub> device=<id>" and exits 0 on success: the IoT hub DPS assigned the
  * device to (against the local emulator, the emulator's made-up emulated-hub.azure-devices.net).
@@ -26,6 +31,7 @@ typedef enum { NEXT_NONE, NEXT_REGISTER, NEXT_POLL } NEXT;
 
 typedef struct {
     const PROV_DEVICE_TRANSPORT_PROVIDER* table;
+    const char* issued_chain_path;
     PROV_DEVICE_TRANSPORT_HANDLE handle;
     const char* registration_id;
     const char* sas_token;
@@ -68,6 +74,20 @@ static void on_registration(PROV_DEVICE_TRANSPORT_RESULT result, BUFFER_HANDLE k
     if (device_id != NULL) snprintf(d->device_id, sizeof d->device_id, "%s", device_id);
     /* as the LL client does: close from inside the callback */
     d->table->prov_transport_close(d->handle);
+}
+
+/* The registration info hook (set_option "registration_info_hook"): runs just before
+ * on_registration; its strings are valid during the call only. */
+static void on_info(const PROV_MQTT_REGISTRATION_INFO* info, void* ctx) {
+    DEVICE* d = ctx;
+    if (info->error_code != 0)
+        fprintf(stderr, "DPS error %d: errorCode %ld trackingId %s\n", info->dps_status, info->error_code,
+                info->tracking_id ? info->tracking_id : "-");
+    if (info->issued_certificate_chain == NULL || d->issued_chain_path == NULL) return;
+    FILE* f = fopen(d->issued_chain_path, "w");
+    if (f == NULL || fputs(info->issued_certificate_chain, f) < 0) fprintf(stderr, "cannot write %s\n", d->issued_chain_path);
+    if (f != NULL) fclose(f);
+    printf("issued certificate chain written to %s\n", d->issued_chain_path);
 }
 
 static void on_status(PROV_DEVICE_TRANSPORT_STATUS status, uint32_t retry_interval, void* ctx) {
@@ -137,7 +157,7 @@ static PROV_JSON_INFO* on_parse(const char* json, void* ctx) {
 int main(int argc, char** argv) {
     /* one line at a time, so that our lines and the library's (stderr) keep their order in a pipe */
     setvbuf(stdout, NULL, _IOLBF, 0);
-    const char *uri = NULL, *scope = NULL, *ca = NULL, *cert = NULL, *key = NULL;
+    const char *uri = NULL, *scope = NULL, *ca = NULL, *cert = NULL, *key = NULL, *csr = NULL;
     int ws = 0, trace = 0;
     DEVICE d;
     memset(&d, 0, sizeof d);
@@ -153,12 +173,15 @@ int main(int argc, char** argv) {
         else if (strcmp(argv[i], "--cert") == 0) cert = argv[++i];
         else if (strcmp(argv[i], "--key") == 0) key = argv[++i];
         else if (strcmp(argv[i], "--sas-token") == 0) d.sas_token = argv[++i];
+        else if (strcmp(argv[i], "--csr") == 0) csr = argv[++i];
+        else if (strcmp(argv[i], "--issued-chain") == 0) d.issued_chain_path = argv[++i];
         else { fprintf(stderr, "unknown argument %s\n", argv[i]); return 2; }
     }
     if (uri == NULL || scope == NULL || d.registration_id == NULL || ca == NULL ||
         (d.sas_token == NULL && (cert == NULL || key == NULL))) {
         fprintf(stderr, "usage: %s [--ws] --uri HOST[:PORT] --scope SCOPE --registration-id ID --trusted-ca FILE "
-                        "(--cert FILE --key FILE | --sas-token TOKEN) [--trace]\n", argv[0]);
+                        "(--cert FILE --key FILE | --sas-token TOKEN) [--trace] [--csr FILE --issued-chain FILE]\n",
+                argv[0]);
         return 2;
     }
     d.table = ws ? Prov_Device_MQTT_WS_Protocol() : Prov_Device_MQTT_Protocol();
@@ -174,6 +197,14 @@ int main(int argc, char** argv) {
         rc |= d.table->prov_transport_x509_cert(d.handle, cert_pem, key_pem);
         free(cert_pem);
         free(key_pem);
+    }
+    /* what Prov_Device_LL_SetOption(handle, name, value) passes on for names the LL client does not know */
+    PROV_MQTT_REGISTRATION_INFO_HOOK hook = {on_info, &d};
+    rc |= d.table->prov_transport_set_option(d.handle, "registration_info_hook", &hook);
+    if (csr != NULL) {
+        char* csr_b64 = read_file(csr);
+        rc |= d.table->prov_transport_set_option(d.handle, "certificate_signing_request", csr_b64);
+        free(csr_b64);
     }
     rc |= d.table->prov_transport_open(d.handle, d.registration_id, NULL, NULL, on_registration, &d, on_status, &d,
                                        on_challenge, &d);

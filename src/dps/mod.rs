@@ -8,6 +8,8 @@ pub mod chain;
 pub mod classify;
 pub mod csr;
 pub mod ids;
+pub mod info;
+pub mod register_body;
 pub mod retry_after;
 pub mod topic;
 pub mod username;

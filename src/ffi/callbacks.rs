@@ -2,7 +2,7 @@
 //! here happens with no lock held, so a callback may call `close` or `destroy`.
 
 use std::ffi::{CStr, CString};
-use std::os::raw::{c_char, c_int, c_void};
+use std::os::raw::{c_char, c_int, c_long, c_void};
 use std::ptr::{self, NonNull};
 use std::time::Instant;
 
@@ -10,6 +10,7 @@ use once_cell::sync::Lazy;
 
 use super::handle::Handle;
 use super::types::*;
+use crate::dps::info::RegistrationInfo;
 use crate::secret::Secret;
 use crate::session::{Callout, Outcome, Parsed, ReplyStatus};
 
@@ -39,6 +40,13 @@ pub fn run_callouts(h: &Handle) {
                 let outcome = h.core.lock().parsed(ticket, parsed);
                 match (outcome, &info) {
                     (Outcome::Assigned, Some(info)) => {
+                        let details = h.core.lock().take_info();
+                        if let Some(details) = details {
+                            info_hook(&cbs, &details);
+                            if !h.is_live() {
+                                return; // the hook destroyed the handle
+                            }
+                        }
                         let m = info.members();
                         data_cb(
                             &cbs,
@@ -59,6 +67,7 @@ pub fn run_callouts(h: &Handle) {
                 }
                 drop(info); // frees the record after the callback, by its status
             }
+            Callout::Info(details) => info_hook(&cbs, &details),
             Callout::KeyFail => error_cb(
                 &cbs,
                 PROV_DEVICE_TRANSPORT_ERROR::PROV_DEVICE_ERROR_KEY_FAIL,
@@ -128,6 +137,38 @@ fn data_cb(
         // NUL-terminated strings owned by the reply record, freed only after this returns.
         unsafe { f(result, key, hub, device, cbs.user_ctx) }
     }
+}
+
+/// Calls the `registration_info_hook` with C strings that live until it returns. A string
+/// with a NUL byte (possible in JSON) is given as NULL rather than cut short.
+fn info_hook(cbs: &Callbacks, details: &RegistrationInfo) {
+    let Some(f) = cbs.info_hook.callback else {
+        return;
+    };
+    let c = |s: &Option<String>| s.as_deref().and_then(|s| CString::new(s).ok());
+    let chain = c(&details.issued_certificate_chain);
+    let profile = c(&details.connection_profile);
+    let substatus = c(&details.substatus);
+    let etag = c(&details.etag);
+    let tracking = c(&details.tracking_id);
+    let message = c(&details.error_message);
+    let p = |s: &Option<CString>| s.as_ref().map_or(ptr::null(), |s| s.as_ptr());
+    let info = PROV_MQTT_REGISTRATION_INFO {
+        issued_certificate_chain: p(&chain),
+        connection_profile: p(&profile),
+        substatus: p(&substatus),
+        etag: p(&etag),
+        dps_status: c_int::from(details.dps_status),
+        error_code: details
+            .error_code
+            .and_then(|code| c_long::try_from(code).ok())
+            .unwrap_or(0),
+        tracking_id: p(&tracking),
+        error_message: p(&message),
+    };
+    // SAFETY: the caller gave this hook to set_option with the header's signature; `info` and
+    // the strings it points to live until after the call; the context goes back untouched.
+    unsafe { f(&info, cbs.info_hook.context) }
 }
 
 fn error_cb(cbs: &Callbacks, error: PROV_DEVICE_TRANSPORT_ERROR) {

@@ -28,6 +28,8 @@ pub struct Callbacks {
     pub json_parse_cb: PROV_TRANSPORT_JSON_PARSE,
     pub json_create_cb: PROV_TRANSPORT_CREATE_JSON_PAYLOAD,
     pub json_ctx: *mut c_void,
+    /// `registration_info_hook` (callback None: no hook).
+    pub info_hook: PROV_MQTT_REGISTRATION_INFO_HOOK,
 }
 
 // SAFETY: the raw pointers are the caller's opaque contexts: never dereferenced here, only
@@ -62,6 +64,10 @@ impl Handle {
                 json_parse_cb: None,
                 json_create_cb: None,
                 json_ctx: ptr::null_mut(),
+                info_hook: PROV_MQTT_REGISTRATION_INFO_HOOK {
+                    callback: None,
+                    context: ptr::null_mut(),
+                },
             }),
         }
     }

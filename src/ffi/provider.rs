@@ -389,7 +389,10 @@ unsafe extern "C" fn set_proxy(
 /// # Safety
 /// `handle` as in [`destroy`]; `option_name` is NULL or a NUL-terminated string; `value` is
 /// NULL or points to the C type the option's [`Kind`] names (`uint32_t`, `int`, `bool`, a
-/// NUL-terminated string, an `HTTP_PROXY_OPTIONS`), valid for the call. Nothing is kept.
+/// NUL-terminated string, an `HTTP_PROXY_OPTIONS`, a `PROV_MQTT_REGISTRATION_INFO_HOOK`),
+/// valid for the call; NULL removes what a [`options::nullable`] option set. Values are
+/// copied; of a hook, its callback must stay callable and its context is kept (never
+/// dereferenced, only handed back) until the hook is replaced or removed, or `destroy`.
 unsafe extern "C" fn set_option(
     handle: PROV_DEVICE_TRANSPORT_HANDLE,
     option_name: *const c_char,
@@ -413,7 +416,7 @@ unsafe extern "C" fn set_option(
                     .join(", ")
             ),
         })?;
-        if value.is_null() {
+        if value.is_null() && !options::nullable(name) {
             return Err(Error::InvalidArgument {
                 what: "value",
                 why: format!("is NULL for {name:?}"),
@@ -438,13 +441,38 @@ unsafe extern "C" fn set_option(
                 Setting::Trace(b != 0)
             }
             Kind::Str => {
-                // SAFETY: non-NULL and NUL-terminated for this option (the contract).
-                let pem = unsafe { required_str(value.cast(), "value") }?;
-                Setting::TrustedCerts(pem.to_owned())
+                // SAFETY: NULL (only for a nullable option, checked above) or NUL-terminated
+                // for this option (the contract).
+                let text = unsafe { optional_str(value.cast(), "value") }?;
+                options::text(name, text)?
             }
             // SAFETY: non-NULL and points to an `HTTP_PROXY_OPTIONS` for this option (the
             // contract), which is what `apply_proxy` needs.
             Kind::Proxy => return unsafe { apply_proxy(h, value.cast()) },
+            Kind::Hook => {
+                let hook = match value.is_null() {
+                    true => None,
+                    // SAFETY: non-NULL and points to a `PROV_MQTT_REGISTRATION_INFO_HOOK` for
+                    // this option (the contract); copied, read unaligned.
+                    false => Some(unsafe {
+                        value
+                            .cast::<PROV_MQTT_REGISTRATION_INFO_HOOK>()
+                            .read_unaligned()
+                    }),
+                };
+                if hook.is_some_and(|hook| hook.callback.is_none()) {
+                    return Err(Error::InvalidArgument {
+                        what: "registration_info_hook",
+                        why: "its callback is NULL (pass NULL as the value to remove the hook)"
+                            .into(),
+                    });
+                }
+                h.callbacks.lock().info_hook = hook.unwrap_or(PROV_MQTT_REGISTRATION_INFO_HOOK {
+                    callback: None,
+                    context: ptr::null_mut(),
+                });
+                Setting::ReportInfo(hook.is_some())
+            }
         };
         h.core.lock().apply(setting)
     };

@@ -1,7 +1,7 @@
 //! `repr(C)` mirrors of the SDK's provisioning transport types (docs/spec/abi.md), with the
 //! SDK's names so that the generated header reads like the SDK's own.
 
-use std::os::raw::{c_char, c_int, c_uchar, c_void};
+use std::os::raw::{c_char, c_int, c_long, c_uchar, c_void};
 
 /// Opaque per-connection object returned by `prov_transport_create`.
 pub type PROV_DEVICE_TRANSPORT_HANDLE = *mut c_void;
@@ -64,6 +64,36 @@ pub enum PROV_DEVICE_TRANSPORT_ERROR {
     PROV_DEVICE_ERROR_KEY_FAIL,
     PROV_DEVICE_ERROR_KEY_UNAUTHORIZED,
     PROV_DEVICE_ERROR_MEMORY,
+}
+
+/// The details of one registration outcome (`PROV_MQTT_REGISTRATION_INFO`), given to the
+/// `registration_info_hook`. Declared in the header verbatim from cbindgen.toml (with the
+/// `_TAG` struct names the issue fixes), so cbindgen skips this mirror.
+/// cbindgen:ignore
+#[repr(C)]
+pub struct PROV_MQTT_REGISTRATION_INFO {
+    pub issued_certificate_chain: *const c_char,
+    pub connection_profile: *const c_char,
+    pub substatus: *const c_char,
+    pub etag: *const c_char,
+    pub dps_status: c_int,
+    pub error_code: c_long,
+    pub tracking_id: *const c_char,
+    pub error_message: *const c_char,
+}
+
+/// `PROV_MQTT_REGISTRATION_INFO_CALLBACK`.
+/// cbindgen:ignore
+pub type PROV_MQTT_REGISTRATION_INFO_CALLBACK =
+    Option<unsafe extern "C" fn(info: *const PROV_MQTT_REGISTRATION_INFO, context: *mut c_void)>;
+
+/// `PROV_MQTT_REGISTRATION_INFO_HOOK`: the value of the `registration_info_hook` option.
+/// cbindgen:ignore
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct PROV_MQTT_REGISTRATION_INFO_HOOK {
+    pub callback: PROV_MQTT_REGISTRATION_INFO_CALLBACK,
+    pub context: *mut c_void,
 }
 
 /// The record the caller's parse callback allocates with `malloc`; the transport frees it
@@ -214,3 +244,33 @@ pub type PROV_TRANSPORT_PROVIDER = PROV_DEVICE_TRANSPORT_PROVIDER;
 /// A function returning a provider table, as `Prov_Device_LL_Create` takes it.
 pub type PROV_DEVICE_TRANSPORT_PROVIDER_FUNCTION =
     Option<extern "C" fn() -> *const PROV_DEVICE_TRANSPORT_PROVIDER>;
+
+#[cfg(all(test, target_pointer_width = "64", not(windows)))]
+mod layout {
+    use super::*;
+    use std::mem::{offset_of, size_of};
+
+    /// The header declares these verbatim (cbindgen.toml); the C harness asserts the same LP64
+    /// offsets on the header's side (ctest/abi_conformance.c).
+    #[test]
+    fn the_hook_records_match_the_header() {
+        type I = PROV_MQTT_REGISTRATION_INFO;
+        assert_eq!(size_of::<I>(), 64);
+        assert_eq!(
+            [
+                offset_of!(I, issued_certificate_chain),
+                offset_of!(I, connection_profile),
+                offset_of!(I, substatus),
+                offset_of!(I, etag),
+                offset_of!(I, dps_status),
+                offset_of!(I, error_code),
+                offset_of!(I, tracking_id),
+                offset_of!(I, error_message),
+            ],
+            [0, 8, 16, 24, 32, 40, 48, 56]
+        );
+        type H = PROV_MQTT_REGISTRATION_INFO_HOOK;
+        assert_eq!(size_of::<H>(), 16);
+        assert_eq!([offset_of!(H, callback), offset_of!(H, context)], [0, 8]);
+    }
+}

@@ -34,7 +34,7 @@ impl Session {
         let username = dps::username::username(
             &self.settings.scope,
             &registration_id,
-            &self.settings.api_version,
+            self.settings.connect_api_version(),
             dps::CLIENT_VERSION,
         );
         let mut connect = Connect::new(registration_id);

@@ -12,7 +12,8 @@ use rumqttc::mqttbytes::QoS;
 
 use super::budget::{Budget, Next};
 use super::types::{Callout, Kind, NetAction, NetEvent, Phase, Request, Settings, Ticket};
-use crate::dps::{self, retry_after, topic};
+use crate::dps::info::{self, RegistrationInfo};
+use crate::dps::{self, register_body, retry_after, topic};
 use crate::error::Error;
 use crate::secret::Secret;
 use crate::trace::{describe, Wire};
@@ -37,6 +38,12 @@ pub struct Session {
     pub(super) last_tx: Option<Instant>,
     pub(super) ping_sent: Option<Instant>,
     pub(super) pending_service_error: Option<Error>,
+    /// The status of the last DPS reply of this registration (0: none yet), for the hook.
+    pub(super) last_status: u16,
+    /// The body of the reply out for parsing, kept when the details are wanted.
+    pub(super) pending_reply: Option<String>,
+    /// The details of an assignment, for the caller to run the hook before the data callback.
+    pub(super) assigned_info: Option<RegistrationInfo>,
     pub(super) rng: fastrand::Rng,
     pub(super) net: VecDeque<NetAction>,
     pub(super) callouts: VecDeque<Callout>,
@@ -62,6 +69,9 @@ impl Session {
             last_tx: None,
             ping_sent: None,
             pending_service_error: None,
+            last_status: 0,
+            pending_reply: None,
+            assigned_info: None,
             rng: fastrand::Rng::new(),
             net: VecDeque::new(),
             callouts: VecDeque::new(),
@@ -100,6 +110,11 @@ impl Session {
         Ticket(self.generation)
     }
 
+    /// The registration id, once open.
+    pub fn registration_id(&self) -> Option<&str> {
+        self.registration_id.as_deref()
+    }
+
     pub fn operation_id(&self) -> Option<&str> {
         self.operation_id.as_deref()
     }
@@ -116,6 +131,12 @@ impl Session {
         self.callouts.pop_front()
     }
 
+    /// The details of the assignment [`Session::parsed`] just reported (when a hook is set):
+    /// the caller runs the hook with them, then the data callback.
+    pub fn take_info(&mut self) -> Option<RegistrationInfo> {
+        self.assigned_info.take()
+    }
+
     // ---- the caller's calls -------------------------------------------------------------
 
     pub fn open(&mut self, registration_id: &str) -> Result<(), Error> {
@@ -126,6 +147,13 @@ impl Session {
         }
         let s = &self.settings;
         dps::ids::check_open(registration_id, &s.scope, &s.api_version)?;
+        if let Some(csr) = &s.csr {
+            csr.check_registration_id(registration_id)
+                .map_err(|e| Error::InvalidArgument {
+                    what: "certificate_signing_request",
+                    why: e.to_string(),
+                })?;
+        }
         self.context = registration_id.to_owned();
         self.registration_id = Some(registration_id.to_owned());
         self.phase = Phase::Disconnected;
@@ -146,6 +174,9 @@ impl Session {
         self.request = Request::Idle;
         self.budget.reset();
         self.pending_service_error = None;
+        self.last_status = 0;
+        self.pending_reply = None;
+        self.assigned_info = None;
         self.retry_after = retry_after::DEFAULT;
         self.connected_reported = false;
     }
@@ -217,6 +248,15 @@ impl Session {
             self.request = Request::Pending(kind);
             return;
         }
+        let body = match (kind, &self.settings.csr) {
+            (Kind::Register, Some(csr)) => match register_body::with_csr(&body, csr.base64()) {
+                Ok(body) => body,
+                Err(e) => return self.fail(Error::RegisterBody(e)),
+            },
+            // the SDK reuses the register JSON for the poll; the service refuses csr there
+            (Kind::Poll, _) => register_body::without_csr(body),
+            (Kind::Register, None) => body,
+        };
         let rid = self.next_rid;
         self.next_rid = self.next_rid.checked_add(1).unwrap_or(1);
         let topic = match (kind, &self.operation_id) {
@@ -342,6 +382,13 @@ impl Session {
         self.drop_link(true);
         self.phase = Phase::Down;
         self.request = Request::Idle;
+        if self.settings.report_info {
+            let info = match error.service() {
+                Some((status, service)) => info::failure(status, Some(service)),
+                None => info::failure(self.last_status, None),
+            };
+            self.callouts.push_back(Callout::Info(Box::new(info)));
+        }
         self.callouts.push_back(Callout::Failed);
     }
 }

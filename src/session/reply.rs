@@ -12,6 +12,7 @@ use super::machine::Session;
 use super::types::{Callout, Kind, Outcome, Parsed, ReplyStatus, Request, Ticket};
 use crate::dps::body::ServiceError;
 use crate::dps::classify::{classify, Verdict};
+use crate::dps::info;
 use crate::error::Error;
 
 impl Session {
@@ -30,6 +31,9 @@ impl Session {
         if let Some(seconds) = verdict.retry_after() {
             self.retry_after = seconds;
         }
+        if let Verdict::Transient { status, .. } | Verdict::Parse { status, .. } = &verdict {
+            self.last_status = *status;
+        }
         self.request = Request::Idle;
         match verdict {
             Verdict::Ignore(_) => {}
@@ -44,12 +48,18 @@ impl Session {
                 self.budget.reset();
                 self.pending_service_error = error.map(|error| Error::Service { status, error });
                 self.request = Request::AwaitParse;
+                self.pending_reply = self.wants_details().then(|| json.clone());
                 self.callouts.push_back(Callout::Parse {
                     ticket: self.ticket(),
                     json,
                 });
             }
         }
+    }
+
+    /// The issued chain is checked with a CSR set; the details are read with a hook set.
+    fn wants_details(&self) -> bool {
+        self.settings.csr.is_some() || self.settings.report_info
     }
 
     /// A storm of throttling or server errors is bounded by the retry budget too: the SDK
@@ -92,6 +102,15 @@ impl Session {
         }
         self.request = Request::Idle;
         let service = self.pending_service_error.take();
+        if !matches!(
+            parsed,
+            Some(Parsed {
+                status: Some(ReplyStatus::Assigned),
+                ..
+            })
+        ) {
+            self.pending_reply = None;
+        }
         let Some(parsed) = parsed else {
             self.fail(service.unwrap_or(Error::CallbackReturnedNull("JSON parse")));
             return Outcome::Nothing;
@@ -113,6 +132,27 @@ impl Session {
                 }
             }
             Some(ReplyStatus::Assigned) => {
+                if let Some(body) = self.pending_reply.take() {
+                    match info::assignment(self.last_status, &body) {
+                        Err(e) => {
+                            self.fail(Error::IssuedChain(e));
+                            return Outcome::Nothing;
+                        }
+                        Ok(details) => {
+                            if self.settings.csr.is_some()
+                                && details.issued_certificate_chain.is_none()
+                            {
+                                info!(
+                                    &self.context,
+                                    "assigned, but DPS issued no certificate for the CSR"
+                                );
+                            }
+                            if self.settings.report_info {
+                                self.assigned_info = Some(details);
+                            }
+                        }
+                    }
+                }
                 info!(&self.context, "registration assigned");
                 Outcome::Assigned
             }

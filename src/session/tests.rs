@@ -38,6 +38,10 @@ struct Rig {
 
 impl Rig {
     fn new(auth: Auth) -> Rig {
+        Rig::with(auth, |_| {})
+    }
+
+    fn with(auth: Auth, configure: impl FnOnce(&mut Settings)) -> Rig {
         let mut settings = Settings::new(SCOPE.into(), "2021-06-01".into(), auth);
         settings.retry = RetryPolicy {
             max_attempts: 3,
@@ -45,6 +49,7 @@ impl Rig {
             initial_delay: Duration::from_secs(1),
             max_delay: Duration::from_secs(4),
         };
+        configure(&mut settings);
         let mut s = Session::new(settings).with_seed(7);
         s.open("dev1").unwrap();
         Rig {
@@ -950,4 +955,211 @@ fn no_debug_of_an_action_shows_the_sas_token() {
         text.contains(&format!("<redacted {} bytes>", token.len())),
         "{text}"
     );
+}
+
+// ---- certificate issuance and the registration details (issue 13) ---------------------------
+
+/// `openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=dev1
+/// -outform DER | base64 -w0`
+const CSR_DEV1: &str = "MIHJMHECAQAwDzENMAsGA1UEAwwEZGV2MTBZMBMGByqGSM49AgEGCCqGSM49AwEHA0IABEGugNpF8r87bPui154dO2cQPoWIKnJCRmbmEvgm1fHm7RXNmn0ncB9SjMZjIcxgrK3L08ZKswwJAUdTw9udC6mgADAKBggqhkjOPQQDAgNIADBFAiEAv2zyvJlxoKQata+bIy5M5V+osBJ5VvyLFT0nInRRWdcCIHxZf8TYDbjgjIbNc8/jYbdZ6A8UUQpmmRwroKxIfw/q";
+
+fn with_csr(s: &mut Settings) {
+    s.csr = Some(crate::dps::csr::Csr::parse(CSR_DEV1).unwrap());
+}
+
+impl Rig {
+    /// Answers the payload callout with `body`, returns the published body.
+    fn publish_body(&mut self, body: &str) -> serde_json::Value {
+        let ticket = match self.callouts().as_slice() {
+            [.., Callout::Payload(t)] => *t,
+            other => panic!("expected a payload callout, got {other:?}"),
+        };
+        self.s
+            .payload(ticket, self.now, Some(body.as_bytes().to_vec()));
+        match self.net().as_slice() {
+            [Act::Send(Packet::Publish(p))] => serde_json::from_slice(&p.payload).unwrap(),
+            other => panic!("expected one publish, got {other:?}"),
+        }
+    }
+
+    fn connect_username(&mut self) -> String {
+        self.s.tick(self.now);
+        let net = self.net();
+        let name = net
+            .iter()
+            .find_map(|a| match a {
+                Act::Send(Packet::Connect(c)) => c.login.as_ref().map(|l| l.username.clone()),
+                _ => None,
+            })
+            .unwrap();
+        for a in net {
+            self.s.net.push_back(match a {
+                Act::Connect => NetAction::Connect,
+                Act::Send(p) => NetAction::Send(crate::trace::Wire::new(p)),
+                Act::Disconnect { graceful } => NetAction::Disconnect { graceful },
+            });
+        }
+        name
+    }
+}
+
+#[test]
+fn a_csr_raises_the_api_version_unless_newer_or_overridden() {
+    let mut r = Rig::with(Auth::X509, with_csr);
+    assert!(r
+        .connect_username()
+        .contains("/api-version=2025-07-01-preview&"));
+    let mut r = Rig::with(Auth::X509, |s| {
+        with_csr(s);
+        s.api_version = "2026-11-02-preview".into();
+    });
+    assert!(r
+        .connect_username()
+        .contains("/api-version=2026-11-02-preview&"));
+    let mut r = Rig::with(Auth::X509, |s| {
+        with_csr(s);
+        s.api_version_override = Some("2019-03-31".into());
+    });
+    assert!(r.connect_username().contains("/api-version=2019-03-31&"));
+    let mut r = Rig::new(Auth::X509);
+    assert!(r.connect_username().contains("/api-version=2021-06-01&"));
+}
+
+#[test]
+fn the_register_body_gets_the_csr_and_the_poll_body_never_has_it() {
+    let mut r = Rig::with(Auth::X509, with_csr);
+    r.connect();
+    r.callouts();
+    r.s.register().unwrap();
+    r.s.tick(r.now);
+    let body = r.publish_body(r#"{"registrationId":"dev1"}"#);
+    assert_eq!(body["csr"], CSR_DEV1);
+    assert_eq!(body["registrationId"], "dev1");
+    r.reply(
+        "$dps/registrations/res/202/?$rid=1&retry-after=1",
+        r#"{"operationId":"op1","status":"assigning"}"#,
+    );
+    let (t, _) = r.parse_ticket();
+    r.s.parsed(t, assigning("op1"));
+    r.s.get_operation_status().unwrap();
+    r.s.tick(r.now);
+    // the SDK reuses the register JSON, its own csr included
+    let body = r.publish_body(r#"{"registrationId":"dev1","csr":"theirs"}"#);
+    assert_eq!(body, serde_json::json!({"registrationId":"dev1"}));
+}
+
+#[test]
+fn a_register_body_that_cannot_carry_the_csr_takes_the_error_path() {
+    let mut r = Rig::with(Auth::X509, with_csr);
+    r.connect();
+    r.callouts();
+    r.s.register().unwrap();
+    r.s.tick(r.now);
+    let ticket = match r.callouts().as_slice() {
+        [Callout::Payload(t)] => *t,
+        other => panic!("{other:?}"),
+    };
+    r.s.payload(ticket, r.now, Some(b"[]".to_vec()));
+    assert_eq!(r.callouts(), vec![Callout::Failed]);
+}
+
+#[test]
+fn a_csr_for_another_registration_id_is_refused_at_open() {
+    let mut settings = Settings::new(SCOPE.into(), "2021-06-01".into(), Auth::X509);
+    with_csr(&mut settings);
+    let mut s = Session::new(settings);
+    let e = s.open("dev2").unwrap_err().to_string();
+    assert!(
+        e.contains("certificate_signing_request") && e.contains("dev1") && e.contains("dev2"),
+        "{e}"
+    );
+    assert!(s.open("dev1").is_ok());
+}
+
+fn assigned() -> Option<Parsed> {
+    Some(Parsed {
+        status: Some(ReplyStatus::Assigned),
+        operation_id: None,
+    })
+}
+
+#[test]
+fn with_a_hook_an_assignment_leaves_its_details_for_the_caller() {
+    let mut r = Rig::with(Auth::X509, |s| s.report_info = true);
+    r.register_sent();
+    r.reply(
+        "$dps/registrations/res/200/?$rid=1",
+        r#"{"status":"assigned","registrationState":{"substatus":"initialAssignment","etag":"e1","connectionProfile":"mqttV5"}}"#,
+    );
+    let (t, _) = r.parse_ticket();
+    assert_eq!(r.s.parsed(t, assigned()), Outcome::Assigned);
+    let info = r.s.take_info().unwrap();
+    assert_eq!(info.dps_status, 200);
+    assert_eq!(info.connection_profile.as_deref(), Some("mqttV5"));
+    assert_eq!(info.substatus.as_deref(), Some("initialAssignment"));
+    assert_eq!(info.etag.as_deref(), Some("e1"));
+    assert_eq!(r.s.take_info(), None, "once");
+}
+
+#[test]
+fn without_a_hook_no_details_are_kept() {
+    let mut r = Rig::new(Auth::X509);
+    r.register_sent();
+    r.reply(
+        "$dps/registrations/res/200/?$rid=1",
+        r#"{"status":"assigned","registrationState":{"etag":"e1"}}"#,
+    );
+    let (t, _) = r.parse_ticket();
+    assert_eq!(r.s.parsed(t, assigned()), Outcome::Assigned);
+    assert_eq!(r.s.take_info(), None);
+}
+
+#[test]
+fn with_a_hook_a_dps_failure_queues_its_details_before_the_error_path() {
+    let mut r = Rig::with(Auth::X509, |s| s.report_info = true);
+    r.register_sent();
+    r.reply(
+        "$dps/registrations/res/401/?$rid=1",
+        r#"{"errorCode":401002,"trackingId":"t-9","message":"CA certificate not found."}"#,
+    );
+    let (t, _) = r.parse_ticket();
+    let parsed = Parsed {
+        status: Some(ReplyStatus::Error),
+        operation_id: None,
+    };
+    assert_eq!(r.s.parsed(t, Some(parsed)), Outcome::Nothing);
+    match r.callouts().as_slice() {
+        [Callout::Info(info), Callout::Failed] => {
+            assert_eq!(info.dps_status, 401);
+            assert_eq!(info.error_code, Some(401002));
+            assert_eq!(info.tracking_id.as_deref(), Some("t-9"));
+            assert_eq!(
+                info.error_message.as_deref(),
+                Some("CA certificate not found.")
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn an_issued_chain_that_is_not_der_takes_the_error_path() {
+    let mut r = Rig::with(Auth::X509, |s| {
+        with_csr(s);
+        s.report_info = true;
+    });
+    r.register_sent();
+    r.reply(
+        "$dps/registrations/res/200/?$rid=1",
+        r#"{"status":"assigned","registrationState":{"issuedCertificateChain":["bm90IGRlcg=="]}}"#,
+    );
+    let (t, _) = r.parse_ticket();
+    assert_eq!(r.s.parsed(t, assigned()), Outcome::Nothing);
+    match r.callouts().as_slice() {
+        [Callout::Info(info), Callout::Failed] => {
+            assert_eq!(info.dps_status, 200);
+            assert_eq!(info.issued_certificate_chain, None);
+        }
+        other => panic!("{other:?}"),
+    }
 }

@@ -6,6 +6,9 @@ use std::time::{Duration, Instant};
 use rumqttc::mqttbytes::v4::Packet;
 
 use super::policy::RetryPolicy;
+use crate::dps::csr::Csr;
+use crate::dps::info::RegistrationInfo;
+use crate::dps::register_body;
 use crate::error::Error;
 use crate::trace::Wire;
 
@@ -27,6 +30,12 @@ pub struct Settings {
     /// MQTT keep-alive in seconds (0 = none).
     pub keep_alive: u16,
     pub retry: RetryPolicy,
+    /// `certificate_signing_request`: added to the register body; raises the api-version.
+    pub csr: Option<Csr>,
+    /// `api_version`: the CONNECT user name's api-version, whatever the CSR.
+    pub api_version_override: Option<String>,
+    /// A `registration_info_hook` is set: queue [`Callout::Info`] before each outcome.
+    pub report_info: bool,
 }
 
 impl Settings {
@@ -38,7 +47,21 @@ impl Settings {
             reply_timeout: Duration::from_secs(30),
             keep_alive: 60,
             retry: RetryPolicy::default(),
+            csr: None,
+            api_version_override: None,
+            report_info: false,
         }
+    }
+}
+
+impl Settings {
+    /// The api-version the CONNECT user name carries (see [`register_body::api_version`]).
+    pub fn connect_api_version(&self) -> &str {
+        register_body::api_version(
+            &self.api_version,
+            self.csr.is_some(),
+            self.api_version_override.as_deref(),
+        )
     }
 }
 
@@ -76,6 +99,10 @@ pub enum Callout {
     Payload(Ticket),
     /// Call `json_parse_cb(json)` and answer with [`super::Session::parsed`].
     Parse { ticket: Ticket, json: String },
+    /// `registration_info_hook(info)`: queued (when a hook is set) just before the outcome it
+    /// describes; for an assignment, taken by the caller with
+    /// [`super::Session::take_info`] between the parse and the data callback.
+    Info(Box<RegistrationInfo>),
     /// `error_cb(PROV_DEVICE_ERROR_KEY_FAIL)`.
     KeyFail,
     /// `error_cb(PROV_DEVICE_ERROR_KEY_UNAUTHORIZED)`.

@@ -111,6 +111,15 @@ pub struct Device {
     pub payload: Option<serde_json::Value>,
     /// Poll as soon as ASSIGNING arrives instead of after the retry interval.
     pub poll_at_once: bool,
+    /// (name, value) pairs given to set_option as `const char*` (None: NULL), after the
+    /// `uint32_t` ones.
+    pub str_options: Vec<(&'static str, Option<String>)>,
+    /// Set a `registration_info_hook` that records what it is given ([`crate::Outcome::infos`]).
+    pub info_hook: bool,
+    /// What the hook does after recording (only [`Then::Nothing`] and [`Then::Destroy`]).
+    pub on_info: Then,
+    /// Put `"csr"` into the register body itself, as the SDK's CSR branch does.
+    pub body_csr: Option<String>,
 }
 
 impl Device {
@@ -131,6 +140,10 @@ impl Device {
             on_data: Then::Close,
             payload: None,
             poll_at_once: false,
+            str_options: vec![],
+            info_hook: false,
+            on_info: Then::Nothing,
+            body_csr: None,
         }
     }
 
@@ -153,6 +166,18 @@ impl Device {
     /// More `uint32_t` options, after those already set.
     pub fn options(mut self, options: &[(&'static str, u32)]) -> Device {
         self.u32_options.extend_from_slice(options);
+        self
+    }
+
+    /// A `const char*` option (None: NULL), after those already set.
+    pub fn option_str(mut self, name: &'static str, value: Option<&str>) -> Device {
+        self.str_options.push((name, value.map(str::to_owned)));
+        self
+    }
+
+    /// With a `registration_info_hook` that records each call.
+    pub fn with_info_hook(mut self) -> Device {
+        self.info_hook = true;
         self
     }
 

@@ -46,6 +46,53 @@ pub struct Outcome {
     pub late: usize,
     /// re-entrant `dowork` calls made by [`Then::DoWork`]
     pub reentered: usize,
+    /// every `registration_info_hook` call, in order
+    pub infos: Vec<Info>,
+}
+
+/// What one `registration_info_hook` call was given, copied.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Info {
+    pub issued_certificate_chain: Option<String>,
+    pub connection_profile: Option<String>,
+    pub substatus: Option<String>,
+    pub etag: Option<String>,
+    pub dps_status: i32,
+    pub error_code: i64,
+    pub tracking_id: Option<String>,
+    pub error_message: Option<String>,
+    /// data callbacks seen before this call (the hook comes just before the data callback)
+    pub data_callbacks_before: usize,
+}
+
+/// The `registration_info_hook` callback: records the details, then acts as the device says.
+///
+/// # Safety
+/// As the transport calls it: `info` points to a valid record whose strings are NULL or
+/// NUL-terminated, and `user` is NULL or the context this driver passed.
+pub unsafe extern "C" fn on_info(info: *const PROV_MQTT_REGISTRATION_INFO, user: *mut c_void) {
+    let Some(c) = ctx(user) else { return };
+    assert!(!info.is_null(), "the hook is given a record");
+    // SAFETY: the transport passes a valid record for the call.
+    let i = unsafe { &*info };
+    #[allow(clippy::useless_conversion)] // c_long is i64 here, i32 on other targets
+    {
+        let mut o = c.outcome.borrow_mut();
+        o.late += usize::from(c.destroyed.get());
+        let before = o.data_callbacks;
+        o.infos.push(Info {
+            issued_certificate_chain: text(i.issued_certificate_chain),
+            connection_profile: text(i.connection_profile),
+            substatus: text(i.substatus),
+            etag: text(i.etag),
+            dps_status: i.dps_status,
+            error_code: i64::from(i.error_code),
+            tracking_id: text(i.tracking_id),
+            error_message: text(i.error_message),
+            data_callbacks_before: before,
+        });
+    }
+    act(c, c.device.on_info);
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -237,6 +284,9 @@ pub unsafe extern "C" fn on_create_json(
     if let Some(payload) = &c.device.payload {
         body["payload"] = payload.clone();
     }
+    if let Some(csr) = &c.device.body_csr {
+        body["csr"] = csr.clone().into();
+    }
     strdup(&body.to_string())
 }
 
@@ -368,6 +418,20 @@ impl Ll {
                     "set_option {name}={v}"
                 );
             }
+            for (name, value) in &d.str_options {
+                assert_eq!(
+                    self.set_option_str(name, value.as_deref()),
+                    0,
+                    "set_option {name}={value:?}"
+                );
+            }
+            if d.info_hook {
+                assert_eq!(
+                    self.set_info_hook(true),
+                    0,
+                    "set_option registration_info_hook"
+                );
+            }
             if let Some(ProxySetting {
                 host,
                 port,
@@ -401,6 +465,34 @@ impl Ll {
                     0
                 );
             }
+        }
+    }
+
+    /// set_option with a `const char*` value (None: NULL).
+    pub fn set_option_str(&self, name: &str, value: Option<&str>) -> c_int {
+        let value = value.map(c);
+        let v = value.as_ref().map_or(ptr::null(), |v| v.as_ptr()) as *const c_void;
+        // SAFETY: a live handle; the strings are valid for the call.
+        unsafe {
+            (self.ctx.table.prov_transport_set_option.unwrap())(self.handle(), c(name).as_ptr(), v)
+        }
+    }
+
+    /// set_option `registration_info_hook`: this driver's recorder (on) or NULL (off).
+    pub fn set_info_hook(&self, on: bool) -> c_int {
+        let hook = PROV_MQTT_REGISTRATION_INFO_HOOK {
+            callback: Some(on_info),
+            context: self.user(),
+        };
+        let v = match on {
+            true => &hook as *const PROV_MQTT_REGISTRATION_INFO_HOOK as *const c_void,
+            false => ptr::null(),
+        };
+        let name = c("registration_info_hook");
+        // SAFETY: a live handle; the hook is copied during the call; the context outlives
+        // the handle.
+        unsafe {
+            (self.ctx.table.prov_transport_set_option.unwrap())(self.handle(), name.as_ptr(), v)
         }
     }
 

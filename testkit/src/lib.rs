@@ -23,7 +23,7 @@ pub mod proxy;
 pub mod tools;
 
 pub use device::{x509, Auth, Device, Proto, ProxySetting, API_VERSION, SCOPE};
-pub use driver::{register, Ll, Outcome, Then};
+pub use driver::{register, Info, Ll, Outcome, Then};
 pub use emulator::{emulator, quiet_emulator};
 pub use log::{capture_logs, logs_for, LOG};
 pub use proxy::{tinyproxy, Tinyproxy};

@@ -6,6 +6,7 @@
 //! `cargo test --test all faults::` runs one module.
 
 mod budget;
+mod csr;
 mod e2e;
 mod faults;
 mod hostile_caller;
