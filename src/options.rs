@@ -168,6 +168,29 @@ pub fn kind(name: &str) -> Option<Kind> {
         .map(|(_, k, _)| *k)
 }
 
+/// The kind of value option `name` takes, and whether it may be NULL; an unknown name, or NULL
+/// where a value is needed, is refused with the list of supported names or the reason.
+pub fn check(name: &str, value_is_null: bool) -> Result<Kind, Error> {
+    let kind = kind(name).ok_or_else(|| Error::InvalidArgument {
+        what: "option_name",
+        why: format!(
+            "{name:?} is not supported (supported: {})",
+            OPTIONS
+                .iter()
+                .map(|(n, _, _)| *n)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    })?;
+    if value_is_null && !nullable(name) {
+        return Err(Error::InvalidArgument {
+            what: "value",
+            why: format!("is NULL for {name:?}"),
+        });
+    }
+    Ok(kind)
+}
+
 fn range<T: PartialOrd + std::fmt::Display + Copy>(
     name: &'static str,
     v: T,

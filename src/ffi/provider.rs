@@ -405,79 +405,80 @@ unsafe extern "C" fn set_option(
         if name == "test_panic" {
             panic!("forced by a test");
         }
-        let kind = options::kind(name).ok_or_else(|| Error::InvalidArgument {
-            what: "option_name",
-            why: format!(
-                "{name:?} is not supported (supported: {})",
-                options::OPTIONS
-                    .iter()
-                    .map(|(n, _, _)| *n)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        })?;
-        if value.is_null() && !options::nullable(name) {
-            return Err(Error::InvalidArgument {
-                what: "value",
-                why: format!("is NULL for {name:?}"),
-            });
-        }
-        let setting = match kind {
-            Kind::U32 => {
-                // SAFETY: non-NULL and points to a `uint32_t` for this option (the contract);
-                // read unaligned, as a C caller may pass any address.
-                let n = unsafe { value.cast::<u32>().read_unaligned() };
-                options::number(name, i64::from(n))?
-            }
-            Kind::Int => {
-                // SAFETY: non-NULL and points to an `int` for this option (the contract).
-                let n = unsafe { value.cast::<c_int>().read_unaligned() };
-                options::number(name, i64::from(n))?
-            }
-            Kind::Bool => {
-                // SAFETY: non-NULL and points to a C `bool` for this option (the contract);
-                // read as a byte, so a value other than 0 or 1 is not an invalid Rust bool.
-                let b = unsafe { value.cast::<u8>().read() };
-                Setting::Trace(b != 0)
-            }
-            Kind::Str => {
-                // SAFETY: NULL (only for a nullable option, checked above) or NUL-terminated
-                // for this option (the contract).
-                let text = unsafe { optional_str(value.cast(), "value") }?;
-                options::text(name, text)?
-            }
+        let setting = match options::check(name, value.is_null())? {
             // SAFETY: non-NULL and points to an `HTTP_PROXY_OPTIONS` for this option (the
             // contract), which is what `apply_proxy` needs.
             Kind::Proxy => return unsafe { apply_proxy(h, value.cast()) },
-            Kind::Hook => {
-                let hook = match value.is_null() {
-                    true => None,
-                    // SAFETY: non-NULL and points to a `PROV_MQTT_REGISTRATION_INFO_HOOK` for
-                    // this option (the contract); copied, read unaligned.
-                    false => Some(unsafe {
-                        value
-                            .cast::<PROV_MQTT_REGISTRATION_INFO_HOOK>()
-                            .read_unaligned()
-                    }),
-                };
-                if hook.is_some_and(|hook| hook.callback.is_none()) {
-                    return Err(Error::InvalidArgument {
-                        what: "registration_info_hook",
-                        why: "its callback is NULL (pass NULL as the value to remove the hook)"
-                            .into(),
-                    });
-                }
-                h.callbacks.lock().info_hook = hook.unwrap_or(PROV_MQTT_REGISTRATION_INFO_HOOK {
-                    callback: None,
-                    context: ptr::null_mut(),
-                });
-                Setting::ReportInfo(hook.is_some())
-            }
+            // SAFETY: NULL or a `PROV_MQTT_REGISTRATION_INFO_HOOK` (the contract).
+            Kind::Hook => unsafe { apply_hook(h, value.cast()) }?,
+            // SAFETY: NULL only for a nullable option (checked), else the option's C type.
+            kind => unsafe { read_value(name, kind, value) }?,
         };
         h.core.lock().apply(setting)
     };
     // SAFETY: `handle` is NULL or a live handle (this function's contract).
     unsafe { with_handle("prov_transport_set_option", handle, body) }
+}
+
+/// An option value of a plain kind (number, bool, string) as a [`Setting`].
+///
+/// # Safety
+/// `value` points to the C type `kind` names, valid for the call; NULL only for a string option
+/// that [`options::nullable`] allows.
+unsafe fn read_value(name: &str, kind: Kind, value: *const c_void) -> Result<Setting, Error> {
+    match kind {
+        Kind::U32 => {
+            // SAFETY: non-NULL and points to a `uint32_t` for this option (the contract);
+            // read unaligned, as a C caller may pass any address.
+            let n = unsafe { value.cast::<u32>().read_unaligned() };
+            options::number(name, i64::from(n))
+        }
+        Kind::Int => {
+            // SAFETY: non-NULL and points to an `int` for this option (the contract).
+            let n = unsafe { value.cast::<c_int>().read_unaligned() };
+            options::number(name, i64::from(n))
+        }
+        Kind::Bool => {
+            // SAFETY: non-NULL and points to a C `bool` for this option (the contract);
+            // read as a byte, so a value other than 0 or 1 is not an invalid Rust bool.
+            let b = unsafe { value.cast::<u8>().read() };
+            Ok(Setting::Trace(b != 0))
+        }
+        Kind::Str => {
+            // SAFETY: NULL (only for a nullable option) or NUL-terminated (the contract).
+            let text = unsafe { optional_str(value.cast(), "value") }?;
+            options::text(name, text)
+        }
+        Kind::Proxy | Kind::Hook => Err(Error::Internal(format!(
+            "option {name:?} is not a plain value"
+        ))),
+    }
+}
+
+/// `registration_info_hook`: copies the hook (NULL removes it) into the handle's callbacks.
+///
+/// # Safety
+/// `value` is NULL or points to a `PROV_MQTT_REGISTRATION_INFO_HOOK`, valid for the call.
+unsafe fn apply_hook(
+    h: &Arc<Handle>,
+    value: *const PROV_MQTT_REGISTRATION_INFO_HOOK,
+) -> Result<Setting, Error> {
+    let hook = match value.is_null() {
+        true => None,
+        // SAFETY: non-NULL and points to a hook (the contract); copied, read unaligned.
+        false => Some(unsafe { value.read_unaligned() }),
+    };
+    if hook.is_some_and(|hook| hook.callback.is_none()) {
+        return Err(Error::InvalidArgument {
+            what: "registration_info_hook",
+            why: "its callback is NULL (pass NULL as the value to remove the hook)".into(),
+        });
+    }
+    h.callbacks.lock().info_hook = hook.unwrap_or(PROV_MQTT_REGISTRATION_INFO_HOOK {
+        callback: None,
+        context: ptr::null_mut(),
+    });
+    Ok(Setting::ReportInfo(hook.is_some()))
 }
 
 const fn table(create: pfprov_transport_create) -> PROV_DEVICE_TRANSPORT_PROVIDER {

@@ -53,12 +53,13 @@ enum Cmd {
 
 /// One connection attempt and its lifetime. Dropping it without [`Link::close`] aborts the task.
 pub struct Link {
-    commands: tmpsc::UnboundedSender<Cmd>,
-    events: tmpsc::Receiver<NetEvent>,
+    /// Everything that reaches into the runtime. Never dropped in a child of `fork` (see
+    /// `pid`): dropping a channel end wakes the other end's task, which takes the runtime's
+    /// scheduler lock, and that lock may have been copied held.
+    /// `None` only while dropping.
+    tie: Option<Tie>,
     /// Set by the task once the secure channel (and the WebSocket) is up.
     up: Arc<AtomicBool>,
-    rt: tokio::runtime::Handle,
-    task: tokio::task::AbortHandle,
     closing: bool,
     /// A `Down` was handed over: nothing more comes.
     ended: bool,
@@ -66,6 +67,14 @@ pub struct Link {
     /// not exist: the link must not touch the parent's runtime there (its locks may have been
     /// copied held), nor wait for a goodbye nobody will write.
     pid: u32,
+}
+
+/// A link's ends in the runtime: its channels, the runtime, the task.
+struct Tie {
+    commands: tmpsc::UnboundedSender<Cmd>,
+    events: tmpsc::Receiver<NetEvent>,
+    rt: tokio::runtime::Handle,
+    task: tokio::task::AbortHandle,
 }
 
 /// A graceful close in flight, returned by [`Link::close`].
@@ -114,11 +123,13 @@ impl Link {
         };
         let task = rt.spawn(task(ends)).abort_handle();
         Ok(Link {
-            commands,
-            events,
+            tie: Some(Tie {
+                commands,
+                events,
+                rt,
+                task,
+            }),
             up,
-            rt,
-            task,
             closing: false,
             ended: false,
             pid: std::process::id(),
@@ -130,8 +141,8 @@ impl Link {
     }
 
     pub fn send(&self, packet: Packet) {
-        if !self.inherited() {
-            let _ = self.commands.send(Cmd::Send(packet));
+        if let (false, Some(tie)) = (self.inherited(), &self.tie) {
+            let _ = tie.commands.send(Cmd::Send(packet));
         }
     }
 
@@ -139,10 +150,10 @@ impl Link {
     /// the I/O thread is gone) is reported once as a `Down`, never a silent stall.
     pub fn try_event(&mut self) -> Option<NetEvent> {
         use tmpsc::error::TryRecvError;
-        if self.ended {
+        let (false, Some(tie)) = (self.ended, &mut self.tie) else {
             return None;
-        }
-        let event = match self.events.try_recv() {
+        };
+        let event = match tie.events.try_recv() {
             Ok(event) => event,
             Err(TryRecvError::Empty) => return None,
             Err(TryRecvError::Disconnected) => NetEvent::Down(Error::Internal(
@@ -159,19 +170,19 @@ impl Link {
     /// Ends the connection. `graceful` lets what was sent go out first: the returned goodbye
     /// waits for that. Either way the task is gone [`CLOSE_GRACE`] later at the latest.
     pub fn close(mut self, graceful: bool) -> Option<Goodbye> {
-        if !graceful || self.inherited() {
-            return None; // dropping aborts the task (in the process that has it)
-        }
+        let inherited = self.inherited();
+        // dropping aborts the task (in the process that has it)
+        let tie = self.tie.as_ref().filter(|_| graceful && !inherited)?;
         let (flushed, done) = smpsc::sync_channel(1);
-        if self.commands.send(Cmd::Close { flushed }).is_err() {
+        if tie.commands.send(Cmd::Close { flushed }).is_err() {
             return None; // the task has already ended
         }
-        self.closing = true;
-        let task = self.task.clone();
-        self.rt.spawn(async move {
+        let task = tie.task.clone();
+        tie.rt.spawn(async move {
             tokio::time::sleep(CLOSE_GRACE).await;
             task.abort();
         });
+        self.closing = true;
         Some(Goodbye {
             flushed: done,
             up: self.up.clone(),
@@ -181,8 +192,12 @@ impl Link {
 
 impl Drop for Link {
     fn drop(&mut self) {
-        if !self.closing && !self.inherited() {
-            self.task.abort();
+        let Some(tie) = self.tie.take() else { return };
+        if self.inherited() {
+            // its runtime does not exist in this process: leak it rather than wake that
+            std::mem::forget(tie);
+        } else if !self.closing {
+            tie.task.abort();
         }
     }
 }

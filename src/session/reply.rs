@@ -102,60 +102,16 @@ impl Session {
         }
         self.request = Request::Idle;
         let service = self.pending_service_error.take();
-        if !matches!(
-            parsed,
-            Some(Parsed {
-                status: Some(ReplyStatus::Assigned),
-                ..
-            })
-        ) {
-            self.pending_reply = None;
-        }
+        let body = self.pending_reply.take();
         let Some(parsed) = parsed else {
             self.fail(service.unwrap_or(Error::CallbackReturnedNull("JSON parse")));
             return Outcome::Nothing;
         };
         match parsed.status {
             Some(status @ (ReplyStatus::Assigning | ReplyStatus::Unassigned)) => {
-                let Some(id) = parsed.operation_id else {
-                    self.fail(Error::RegistrationFailed(format!(
-                        "a {status:?} reply carried no operationId"
-                    )));
-                    return Outcome::Nothing;
-                };
-                if self.operation_id.is_none() {
-                    self.operation_id = Some(id);
-                }
-                Outcome::Status {
-                    status,
-                    retry_after: self.retry_after,
-                }
+                self.in_progress(status, parsed.operation_id)
             }
-            Some(ReplyStatus::Assigned) => {
-                if let Some(body) = self.pending_reply.take() {
-                    match info::assignment(self.last_status, &body) {
-                        Err(e) => {
-                            self.fail(Error::IssuedChain(e));
-                            return Outcome::Nothing;
-                        }
-                        Ok(details) => {
-                            if self.settings.csr.is_some()
-                                && details.issued_certificate_chain.is_none()
-                            {
-                                info!(
-                                    &self.context,
-                                    "assigned, but DPS issued no certificate for the CSR"
-                                );
-                            }
-                            if self.settings.report_info {
-                                self.assigned_info = Some(details);
-                            }
-                        }
-                    }
-                }
-                info!(&self.context, "registration assigned");
-                Outcome::Assigned
-            }
+            Some(ReplyStatus::Assigned) => self.assigned(body),
             other => {
                 let why = match other {
                     Some(s) => format!("the service reported {s:?}"),
@@ -165,5 +121,47 @@ impl Session {
                 Outcome::Nothing
             }
         }
+    }
+
+    /// ASSIGNING or UNASSIGNED: keep the first operation id; the caller polls after retry-after.
+    fn in_progress(&mut self, status: ReplyStatus, operation_id: Option<String>) -> Outcome {
+        let Some(id) = operation_id else {
+            self.fail(Error::RegistrationFailed(format!(
+                "a {status:?} reply carried no operationId"
+            )));
+            return Outcome::Nothing;
+        };
+        if self.operation_id.is_none() {
+            self.operation_id = Some(id);
+        }
+        Outcome::Status {
+            status,
+            retry_after: self.retry_after,
+        }
+    }
+
+    /// ASSIGNED: the registration details of the final reply (`body`) for the hook, the issued
+    /// chain checked first.
+    fn assigned(&mut self, body: Option<String>) -> Outcome {
+        if let Some(body) = body {
+            let details = match info::assignment(self.last_status, &body) {
+                Ok(details) => details,
+                Err(e) => {
+                    self.fail(Error::IssuedChain(e));
+                    return Outcome::Nothing;
+                }
+            };
+            if self.settings.csr.is_some() && details.issued_certificate_chain.is_none() {
+                info!(
+                    &self.context,
+                    "assigned, but DPS issued no certificate for the CSR"
+                );
+            }
+            if self.settings.report_info {
+                self.assigned_info = Some(details);
+            }
+        }
+        info!(&self.context, "registration assigned");
+        Outcome::Assigned
     }
 }
