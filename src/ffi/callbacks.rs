@@ -12,7 +12,7 @@ use super::handle::Handle;
 use super::types::*;
 use crate::dps::info::RegistrationInfo;
 use crate::secret::Secret;
-use crate::session::{Callout, Outcome, Parsed, ReplyStatus};
+use crate::session::{Callout, Outcome, Parsed, ReplyStatus, Ticket};
 
 /// Runs every callout the handle has, in order, re-checking the handle after each callback.
 pub fn run_callouts(h: &Handle) {
@@ -35,37 +35,9 @@ pub fn run_callouts(h: &Handle) {
                 h.core.lock().payload(ticket, Instant::now(), body);
             }
             Callout::Parse { ticket, json } => {
-                let info = parse(&cbs, &json);
-                let parsed = info.as_ref().map(JsonInfo::parsed);
-                let outcome = h.core.lock().parsed(ticket, parsed);
-                match (outcome, &info) {
-                    (Outcome::Assigned, Some(info)) => {
-                        let details = h.core.lock().take_info();
-                        if let Some(details) = details {
-                            info_hook(&cbs, &details);
-                            if !h.is_live() {
-                                return; // the hook destroyed the handle
-                            }
-                        }
-                        let m = info.members();
-                        data_cb(
-                            &cbs,
-                            PROV_DEVICE_TRANSPORT_RESULT::PROV_DEVICE_TRANSPORT_RESULT_OK,
-                            m.authorization_key,
-                            m.iothub_uri,
-                            m.device_id,
-                        )
-                    }
-                    (
-                        Outcome::Status {
-                            status,
-                            retry_after,
-                        },
-                        _,
-                    ) => status_cb(&cbs, status, retry_after),
-                    _ => {}
+                if !answer_parse(h, &cbs, ticket, &json) {
+                    return; // the hook destroyed the handle
                 }
-                drop(info); // frees the record after the callback, by its status
             }
             Callout::Info(details) => info_hook(&cbs, &details),
             Callout::KeyFail => error_cb(
@@ -85,6 +57,47 @@ pub fn run_callouts(h: &Handle) {
             ),
         }
     }
+}
+
+/// The parse callout: the caller's parse callback, then the session's verdict called back (the
+/// hook's details just before the data callback of an assignment; no data callback when the
+/// hook closed the handle). False when the hook destroyed it.
+fn answer_parse(h: &Handle, cbs: &Callbacks, ticket: Ticket, json: &str) -> bool {
+    let info = parse(cbs, json);
+    let parsed = info.as_ref().map(JsonInfo::parsed);
+    let outcome = h.core.lock().parsed(ticket, parsed);
+    match (outcome, &info) {
+        (Outcome::Assigned, Some(info)) => {
+            let details = h.core.lock().take_info();
+            if let Some(details) = details {
+                info_hook(cbs, &details);
+                if !h.is_live() {
+                    return false;
+                }
+                if h.core.lock().session().ticket() != ticket {
+                    return true; // the hook closed the handle: this registration is over
+                }
+            }
+            let m = info.members();
+            data_cb(
+                cbs,
+                PROV_DEVICE_TRANSPORT_RESULT::PROV_DEVICE_TRANSPORT_RESULT_OK,
+                m.authorization_key,
+                m.iothub_uri,
+                m.device_id,
+            )
+        }
+        (
+            Outcome::Status {
+                status,
+                retry_after,
+            },
+            _,
+        ) => status_cb(cbs, status, retry_after),
+        _ => {}
+    }
+    drop(info); // frees the record after the callback, by its status
+    true
 }
 
 fn to_c_status(s: ReplyStatus) -> PROV_DEVICE_TRANSPORT_STATUS {

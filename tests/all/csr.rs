@@ -3,7 +3,7 @@
 //! through the transport's `set_option` (where `Prov_Device_LL_SetOption` sends names it does
 //! not know), against the emulator, which issues certificates as DPS does.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use dps_emulator::pki::Pki;
@@ -371,6 +371,31 @@ fn no_call_after_a_hook_destroys_the_handle(proto: Proto) {
     );
 }
 
+/// A hook that closes the handle ends the registration there: no data callback follows, and the
+/// handle is closed (it opens again).
+fn no_data_callback_after_a_hook_closes_the_handle(proto: Proto) {
+    let regid = regid_of("hook-closes", proto);
+    let emu = issuing(&regid, None);
+    let mut device = Device::x509_on(&emu, proto, &regid).with_info_hook();
+    device.on_info = Then::Close;
+    let ll = Ll::create(&device);
+    assert_eq!(ll.open(), 0);
+    let started = Instant::now();
+    while ll.outcome().infos.is_empty() && started.elapsed() < TIMEOUT {
+        ll.step(Instant::now());
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    ll.dowork_for(Duration::from_millis(300));
+    let o = ll.outcome().clone();
+    assert_eq!(
+        (o.infos.len(), o.data_callbacks, o.late),
+        (1, 0, 0),
+        "{o:?}"
+    );
+    // closed by the hook: the handle opens again (an open handle refuses `open`)
+    assert_eq!(ll.open(), 0);
+}
+
 fn a_null_hook_stops_the_calls(proto: Proto) {
     let regid = regid_of("hook-null", proto);
     let emu = issuing(&regid, None);
@@ -400,5 +425,6 @@ both!(
     the_hook_reports_an_assignment,
     the_hook_reports_a_401,
     no_call_after_a_hook_destroys_the_handle,
+    no_data_callback_after_a_hook_closes_the_handle,
     a_null_hook_stops_the_calls,
 );
