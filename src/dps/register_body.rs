@@ -32,21 +32,34 @@ impl std::fmt::Display for BodyError {
 
 impl std::error::Error for BodyError {}
 
-/// The register body with `"csr": csr_base64` added. A body that already has `"csr"` (the SDK's
-/// CSR branch adds it itself) is returned byte for byte.
+/// The register body with `"csr": csr_base64` added. The caller's text is kept as it is (key
+/// order, number precision, spacing): the member is written in before the closing brace. A body
+/// that already has `"csr"` (the SDK's CSR branch adds it itself) is returned byte for byte.
 pub fn with_csr(body: &[u8], csr_base64: &str) -> Result<Vec<u8>, BodyError> {
-    let mut value: Value =
+    let value: Value =
         serde_json::from_slice(body).map_err(|e| BodyError::NotJson(e.to_string()))?;
-    let object = value.as_object_mut().ok_or(BodyError::NotAnObject)?;
+    let object = value.as_object().ok_or(BodyError::NotAnObject)?;
     if object.contains_key("csr") {
         return Ok(body.to_vec());
     }
-    object.insert("csr".to_owned(), Value::String(csr_base64.to_owned()));
-    Ok(serde_json::to_vec(&value).expect("a JSON value serializes"))
+    // a JSON object's text ends with `}` (then only white space): the parse said so
+    let close = body
+        .iter()
+        .rposition(|&b| b == b'}')
+        .ok_or(BodyError::NotAnObject)?;
+    let separator = if object.is_empty() { "" } else { "," };
+    // base64 needs no JSON escaping
+    let member = format!("{separator}\"csr\":\"{csr_base64}\"");
+    let mut out = Vec::with_capacity(body.len() + member.len());
+    out.extend_from_slice(&body[..close]);
+    out.extend_from_slice(member.as_bytes());
+    out.extend_from_slice(&body[close..]);
+    Ok(out)
 }
 
 /// The operation-status body without `"csr"`. Anything that is not a JSON object with `"csr"`
-/// is returned untouched (the body is the caller's; only the key the service refuses goes).
+/// is returned untouched (the body is the caller's; only the key the service refuses goes; a
+/// body that had it is written anew without it).
 pub fn without_csr(body: Vec<u8>) -> Vec<u8> {
     let Ok(mut value) = serde_json::from_slice::<Value>(&body) else {
         return body;
@@ -55,7 +68,7 @@ pub fn without_csr(body: Vec<u8>) -> Vec<u8> {
         .as_object_mut()
         .is_some_and(|object| object.remove("csr").is_some());
     match removed {
-        true => serde_json::to_vec(&value).expect("a JSON value serializes"),
+        true => serde_json::to_vec(&value).unwrap_or(body),
         false => body,
     }
 }
@@ -107,6 +120,20 @@ mod tests {
         assert_eq!(v["csr"], "TUlJ");
         assert_eq!(v["registrationId"], "dev1");
         assert_eq!(v["payload"]["a"], 1);
+    }
+
+    #[test]
+    fn the_callers_text_is_kept_around_the_csr() {
+        let body = br#"{ "z": 1, "registrationId": "dev1", "payload": {"big": 123456789012345678901234567890, "pi": 3.14159265358979323846264338327950288} }"#;
+        let out = with_csr(body, "TUlJ").unwrap();
+        let text = std::str::from_utf8(&out).unwrap();
+        let kept = &body[..body.len() - 2];
+        assert!(out.starts_with(kept), "{text}");
+        assert!(text.ends_with(r#"} ,"csr":"TUlJ"}"#), "{text}");
+        assert_eq!(
+            with_csr(b" {} \n", "TUlJ").unwrap(),
+            br#" {"csr":"TUlJ"} "#.iter().chain(b"\n").copied().collect::<Vec<_>>()
+        );
     }
 
     #[test]
