@@ -8,6 +8,25 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 triple=x86_64-unknown-linux-gnu
+# the GNU triples of real cross compilers (Debian, Yocto, buildroot, musl) map to Rust targets
+mkdir -p build
+cat >build/rust-triples.cmake <<'TABLE'
+include(${CMAKE_CURRENT_LIST_DIR}/../cmake/rust_triple.cmake)
+foreach(pair aarch64-linux-gnu=aarch64-unknown-linux-gnu aarch64-poky-linux=aarch64-unknown-linux-gnu
+             x86_64-pc-linux-gnu=x86_64-unknown-linux-gnu arm-linux-gnueabihf=arm-unknown-linux-gnueabihf
+             arm-buildroot-linux-gnueabihf=arm-unknown-linux-gnueabihf aarch64-linux-musl=aarch64-unknown-linux-musl
+             aarch64-poky-linux-musl=aarch64-unknown-linux-musl)
+    string(REPLACE "=" ";" p "${pair}")
+    list(GET p 0 gnu)
+    list(GET p 1 want)
+    pmt_rust_triple("${gnu}" got)
+    if(NOT got STREQUAL want)
+        message(FATAL_ERROR "cross-check: ${gnu} gave the Rust target ${got}, not ${want}")
+    endif()
+endforeach()
+TABLE
+cmake -P build/rust-triples.cmake
+echo "cross-check: 7 GNU triples map to their Rust targets"
 [ "$(uname -m)" = x86_64 ] || { echo "cross-check: written for an x86_64 host" >&2; exit 1; }
 out=build/cross
 rm -rf "$out/cmake" "$out/prefix" "$out/cc.log"

@@ -1,0 +1,20 @@
+# pmt_rust_triple(<gnu triple> <out var>): the Rust target of a GNU C compiler's triple (see
+# CMakeLists.txt). scripts/cross-check.sh checks it against a table of real compilers' triples.
+function(pmt_rust_triple gnu out)
+    string(REPLACE "-" ";" parts "${gnu}")
+    list(LENGTH parts n)
+    list(GET parts 1 second)
+    if(n EQUAL 3 AND NOT second STREQUAL "linux")
+        # arch-vendor-os, no environment (Yocto: aarch64-poky-linux): glibc's is gnu
+        list(REMOVE_AT parts 1)
+        list(INSERT parts 1 unknown)
+        list(APPEND parts gnu)
+    elseif(n EQUAL 3)
+        list(INSERT parts 1 unknown)
+    elseif(n EQUAL 4)
+        list(REMOVE_AT parts 1)
+        list(INSERT parts 1 unknown)
+    endif()
+    string(REPLACE ";" "-" triple "${parts}")
+    set(${out} "${triple}" PARENT_SCOPE)
+endfunction()
