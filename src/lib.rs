@@ -7,7 +7,7 @@
 //! 12-slot provider table.
 //!
 //! The rooms, data flowing one way: C call → [`ffi`] (the unsafe code, but for the signal mask
-//! of the library's threads in [`net`]: checks, converts, panic boundary) → [`transport`] (one
+//! of the library's threads in [`net`] and the call into the SDK's logger in [`log`]: checks, converts, panic boundary) → [`transport`] (one
 //! handle's core) → [`session`] (the sans-io registration state machine, driven by [`dps`], the
 //! pure protocol functions; [`mod@trace`] renders its packets) → [`net`] (TCP, proxy, TLS,
 //! WebSocket on one shared background I/O thread). Events come back net → session → ffi → C

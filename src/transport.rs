@@ -16,7 +16,7 @@ use crate::session::{Auth, Callout, Outcome, Parsed, Session, Settings, Ticket};
 /// At most this many network events are handled by one `dowork`; the rest wait for the next
 /// call (and, once the link's small queue is full, in the server's TCP buffers), so a server
 /// that floods packets cannot make one call last long.
-pub const MAX_EVENTS_PER_DOWORK: usize = 32;
+pub const MAX_EVENTS_PER_DOWORK: usize = crate::net::EVENT_QUEUE;
 
 pub struct Transport {
     flavor: Flavor,

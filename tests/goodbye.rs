@@ -247,7 +247,8 @@ fn destroy_in_the_tls_handshake_does_not_wait(proto: Proto) {
         proto.name(),
         took.as_secs_f64() * 1e3
     );
-    assert!(took < Duration::from_millis(100), "{took:?}");
+    // no wait at all: well under the 200 ms a goodbye may take, even on a loaded machine
+    assert!(took < Duration::from_millis(150), "{took:?}");
 }
 
 testkit::both!(destroy_in_the_tls_handshake_does_not_wait);

@@ -1,4 +1,5 @@
-//! The C boundary, and the only place with `unsafe` besides the threads' signal mask
+//! The C boundary, and the only place with `unsafe` besides the call into the SDK's logger
+//! (`log.rs`) and the threads' signal mask
 //! (`net::signals`): `repr(C)` mirrors of the SDK's types, the two provider tables and four
 //! entry points, pointer and string checks, the panic boundary, and calls into the caller's
 //! callbacks. It validates and converts, then calls the core.

@@ -24,7 +24,7 @@ use crate::session::NetEvent;
 
 /// Events (packets) decoded but not yet taken by `dowork`: one `dowork`'s share (a packet is at
 /// most 96 KB, so at most 3 MB per connection).
-const EVENT_QUEUE: usize = 32;
+pub const EVENT_QUEUE: usize = 32;
 
 /// How long `close` waits for the DISCONNECT (and what was sent before it) to be written.
 pub const GOODBYE_WAIT: Duration = Duration::from_millis(200);

@@ -13,7 +13,7 @@ mod signals;
 pub mod tls;
 
 pub use endpoint::Endpoint;
-pub use link::{events_delivered, Goodbye, Link};
+pub use link::{events_delivered, Goodbye, Link, EVENT_QUEUE};
 
 use std::sync::Arc;
 

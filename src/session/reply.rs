@@ -36,7 +36,7 @@ impl Session {
         }
         self.request = Request::Idle;
         match verdict {
-            Verdict::Ignore(_) => {}
+            Verdict::Ignore(_) => {} // logged and returned above
             Verdict::Transient { status, error, .. } => self.on_transient(now, kind, status, error),
             Verdict::Unusable { error, .. } => self.fail(Error::Payload(error)),
             Verdict::Parse {

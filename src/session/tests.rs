@@ -568,7 +568,7 @@ fn argument_state_checks() {
     assert!(r.s.open("again").is_err(), "already open");
 }
 
-/// Found by tests/hostile_caller.rs: a 1 MB registration id (or scope, or api version) was
+/// Found by tests/all/hostile_caller.rs: a 1 MB registration id (or scope, or api version) was
 /// accepted, its CONNECT could not be encoded, and the registration failed later as "connection
 /// lost". Now open refuses it at once, and a refused open leaves the session closed.
 #[test]
