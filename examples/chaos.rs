@@ -366,17 +366,8 @@ struct Tally {
 }
 
 fn proc_figures() -> (f64, usize, usize) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| -> f64 {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0.0)
-    };
-    let fds = std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count());
-    (field("VmRSS:") / 1024.0, fds, field("Threads:") as usize)
+    let f = testkit::process::figures();
+    (f.rss_mb(), f.fds, f.threads as usize)
 }
 
 struct Run<'a> {

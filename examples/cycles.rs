@@ -25,17 +25,8 @@ const KEY: &str = "Y3ljbGVzLWtleS1mb3ItdGhlLWxlYWstY2hlY2stMDE=";
 
 /// (VmRSS kB, open descriptors, threads) of this process.
 fn sample() -> (u64, usize, u64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap()
-    };
-    let fds = std::fs::read_dir("/proc/self/fd").unwrap().count();
-    (field("VmRSS:"), fds, field("Threads:"))
+    let f = testkit::process::figures();
+    (f.rss_kb, f.fds, f.threads)
 }
 
 /// One create → open → register → close → destroy cycle; true when assigned.

@@ -33,14 +33,7 @@ const HUB: &str = "flood-hub.azure-devices.net";
 const MAX_GROWTH_MB: f64 = 50.0;
 
 fn rss_mb() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let kb: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap();
-    kb / 1024.0
+    testkit::process::figures().rss_mb()
 }
 
 /// The flooding DPS: counts the PUBLISHes it wrote.

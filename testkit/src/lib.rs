@@ -11,6 +11,7 @@
 //! - [`log`]: capture of the library's log lines, which can be switched off (leak cycles).
 //! - [`tools`]: the one "skipped: <tool> not installed" helper (a failure under
 //!   `PROV_TEST_REQUIRE_ALL=1`), and the root check.
+//! - [`process`]: this process's resident memory, descriptors and threads.
 //! - [`proxy`]: a real tinyproxy on a free loopback port.
 //! - [`emulator`]: the DPS emulator, in this process or as its own process.
 //! - [`both!`]: one test function, run as an MQTT/TLS test and as an MQTT/WSS test.
@@ -19,6 +20,7 @@ pub mod device;
 pub mod driver;
 pub mod emulator;
 pub mod log;
+pub mod process;
 pub mod proxy;
 pub mod tools;
 
