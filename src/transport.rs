@@ -159,18 +159,7 @@ impl Transport {
                 return Ok(());
             }
             Setting::TrustedCerts(pem) => return self.set_trusted(&pem),
-            Setting::Csr(Some(csr)) => {
-                // once open, the registration id is known: check the CN now
-                if let Some(id) = self.session.registration_id() {
-                    csr.check_registration_id(id)
-                        .map_err(|e| Error::InvalidArgument {
-                            what: "certificate_signing_request",
-                            why: e.to_string(),
-                        })?;
-                }
-                self.session.settings_mut().csr = Some(csr);
-                return Ok(());
-            }
+            Setting::Csr(csr) => return self.session.set_csr(csr),
             _ => {}
         }
         let settings = self.session.settings_mut();
@@ -180,10 +169,12 @@ impl Transport {
             Setting::RetryMaxTime(d) => settings.retry.max_time = d,
             Setting::RetryInitialDelay(d) => settings.retry.initial_delay = d,
             Setting::KeepAlive(s) => settings.keep_alive = s,
-            Setting::Csr(csr) => settings.csr = csr,
             Setting::ApiVersion(v) => settings.api_version_override = v,
             Setting::ReportInfo(on) => settings.report_info = on,
-            Setting::MinTls13(_) | Setting::Trace(_) | Setting::TrustedCerts(_) => {}
+            Setting::MinTls13(_)
+            | Setting::Trace(_)
+            | Setting::TrustedCerts(_)
+            | Setting::Csr(_) => {}
         }
         Ok(())
     }

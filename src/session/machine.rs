@@ -110,11 +110,6 @@ impl Session {
         Ticket(self.generation)
     }
 
-    /// The registration id, once open.
-    pub fn registration_id(&self) -> Option<&str> {
-        self.registration_id.as_deref()
-    }
-
     pub fn operation_id(&self) -> Option<&str> {
         self.operation_id.as_deref()
     }
@@ -139,6 +134,15 @@ impl Session {
 
     // ---- the caller's calls -------------------------------------------------------------
 
+    /// Sets or removes the CSR; once open, its CN must be the registration id.
+    pub fn set_csr(&mut self, csr: Option<dps::csr::Csr>) -> Result<(), Error> {
+        if let (Some(csr), Some(id)) = (&csr, &self.registration_id) {
+            csr_fits(csr, id)?;
+        }
+        self.settings.csr = csr;
+        Ok(())
+    }
+
     pub fn open(&mut self, registration_id: &str) -> Result<(), Error> {
         if self.is_open() {
             return Err(Error::InvalidState(
@@ -148,11 +152,7 @@ impl Session {
         let s = &self.settings;
         dps::ids::check_open(registration_id, &s.scope, &s.api_version)?;
         if let Some(csr) = &s.csr {
-            csr.check_registration_id(registration_id)
-                .map_err(|e| Error::InvalidArgument {
-                    what: "certificate_signing_request",
-                    why: e.to_string(),
-                })?;
+            csr_fits(csr, registration_id)?;
         }
         self.context = registration_id.to_owned();
         self.registration_id = Some(registration_id.to_owned());
@@ -391,4 +391,13 @@ impl Session {
         }
         self.callouts.push_back(Callout::Failed);
     }
+}
+
+/// A CSR is for one registration id: its subject CN.
+fn csr_fits(csr: &dps::csr::Csr, registration_id: &str) -> Result<(), Error> {
+    csr.check_registration_id(registration_id)
+        .map_err(|e| Error::InvalidArgument {
+            what: "certificate_signing_request",
+            why: e.to_string(),
+        })
 }
