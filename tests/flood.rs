@@ -21,8 +21,6 @@ use prov_mqtt_transport::transport::MAX_EVENTS_PER_DOWORK;
 use rumqttc::mqttbytes::v4::{ConnAck, Packet, Publish, SubAck, SubscribeReasonCode};
 use rumqttc::mqttbytes::QoS;
 use rumqttc::ConnectReturnCode;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use testkit::{x509, Device, Ll, Proto};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -44,19 +42,7 @@ struct Flooder {
 
 fn flooder(pki: &Pki, proto: Proto) -> Flooder {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let chain = CertificateDer::pem_slice_iter(pki.server_chain_pem.as_bytes())
-        .collect::<Result<Vec<_>, _>>()
-        .unwrap();
-    let key = PrivateKeyDer::from_pem_slice(pki.server_key_pem.as_bytes()).unwrap();
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(chain, key)
-    .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let acceptor = tokio_rustls::TlsAcceptor::from(testkit::tls::server_config(pki));
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let addr = listener.local_addr().unwrap();

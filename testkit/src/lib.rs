@@ -13,6 +13,7 @@
 //!   `PROV_TEST_REQUIRE_ALL=1`), and the root check.
 //! - [`process`]: this process's resident memory, descriptors and threads.
 //! - [`proxy`]: a real tinyproxy on a free loopback port.
+//! - [`tls`]: the server configuration of the tests' scripted servers.
 //! - [`emulator`]: the DPS emulator, in this process or as its own process.
 //! - [`both!`]: one test function, run as an MQTT/TLS test and as an MQTT/WSS test.
 
@@ -22,6 +23,7 @@ pub mod emulator;
 pub mod log;
 pub mod process;
 pub mod proxy;
+pub mod tls;
 pub mod tools;
 
 pub use device::{x509, Auth, Device, Proto, ProxySetting, API_VERSION, SCOPE};

@@ -19,8 +19,6 @@ use prov_mqtt_transport::ffi::*;
 use rumqttc::mqttbytes::v4::{ConnAck, Packet, Publish, SubAck, SubscribeReasonCode};
 use rumqttc::mqttbytes::QoS;
 use rumqttc::ConnectReturnCode;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use testkit::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use PROV_DEVICE_TRANSPORT_RESULT::*;
@@ -149,19 +147,7 @@ impl Server {
         script: impl Fn(&Request) -> Vec<Out> + Send + Sync + 'static,
     ) -> Server {
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let chain = CertificateDer::pem_slice_iter(pki.server_chain_pem.as_bytes())
-            .collect::<Result<Vec<_>, _>>()
-            .unwrap();
-        let key = PrivateKeyDer::from_pem_slice(pki.server_key_pem.as_bytes()).unwrap();
-        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .unwrap();
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let acceptor = tokio_rustls::TlsAcceptor::from(testkit::tls::server_config(pki));
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
