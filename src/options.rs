@@ -42,68 +42,21 @@ pub enum Setting {
     ReportInfo(bool),
 }
 
-/// Every option name, its value type and what it does (also the README's table).
-pub const OPTIONS: &[(&str, Kind, &str)] = &[
-    (
-        "reply_timeout_secs",
-        Kind::U32,
-        "seconds to wait for CONNACK+SUBACK and for each DPS reply (1-3600, default 30)",
-    ),
-    (
-        "retry_max_attempts",
-        Kind::U32,
-        "reconnects after a network fault, or consecutive transient (>= 429) DPS replies, before the error path (0-100, default 8)",
-    ),
-    (
-        "retry_max_secs",
-        Kind::U32,
-        "seconds from the first fault or transient reply of a run before the error path (1-86400, default 180)",
-    ),
-    (
-        "retry_initial_ms",
-        Kind::U32,
-        "first reconnect backoff in ms, doubling up to 30 s, with jitter (1-60000, default 500)",
-    ),
-    (
-        "keepalive",
-        Kind::Int,
-        "MQTT keep-alive in seconds (0 = none, up to 65535, default 60)",
-    ),
-    (
-        "tls_version",
-        Kind::Int,
-        "lowest TLS version: 12 (default) or 13; 10 and 11 are refused",
-    ),
-    (
-        "logtrace",
-        Kind::Bool,
-        "packet trace on or off (as set_trace)",
-    ),
-    (
-        "TrustedCerts",
-        Kind::Str,
-        "PEM text of the CA(s) to trust (as trusted_cert)",
-    ),
-    (
-        "proxy_data",
-        Kind::Proxy,
-        "HTTP_PROXY_OPTIONS* (as set_proxy)",
-    ),
-    (
-        "certificate_signing_request",
-        Kind::Str,
-        "base64 DER PKCS#10 request whose subject CN is the registration id: DPS issues a certificate for its key (see Certificate issuance); NULL removes it",
-    ),
-    (
-        "api_version",
-        Kind::Str,
-        "the api-version of the CONNECT user name, in place of the one given to create (and of the one a CSR needs); NULL removes it",
-    ),
-    (
-        "registration_info_hook",
-        Kind::Hook,
-        "PROV_MQTT_REGISTRATION_INFO_HOOK* (copied): called with each outcome's details just before the data callback; NULL removes it",
-    ),
+/// Every option name and its value type. What each does is the README's options table (a test
+/// checks that it lists exactly these, with these C types).
+pub const OPTIONS: &[(&str, Kind)] = &[
+    ("reply_timeout_secs", Kind::U32),
+    ("retry_max_attempts", Kind::U32),
+    ("retry_max_secs", Kind::U32),
+    ("retry_initial_ms", Kind::U32),
+    ("keepalive", Kind::Int),
+    ("tls_version", Kind::Int),
+    ("logtrace", Kind::Bool),
+    ("TrustedCerts", Kind::Str),
+    ("proxy_data", Kind::Proxy),
+    ("certificate_signing_request", Kind::Str),
+    ("api_version", Kind::Str),
+    ("registration_info_hook", Kind::Hook),
 ];
 
 /// Options whose value may be NULL: it removes what was set.
@@ -162,10 +115,7 @@ pub fn text(name: &str, value: Option<&str>) -> Result<Setting, Error> {
 
 /// The value type of a known option name.
 pub fn kind(name: &str) -> Option<Kind> {
-    OPTIONS
-        .iter()
-        .find(|(n, _, _)| *n == name)
-        .map(|(_, k, _)| *k)
+    OPTIONS.iter().find(|(n, _)| *n == name).map(|(_, k)| *k)
 }
 
 /// The kind of value option `name` takes, and whether it may be NULL; an unknown name, or NULL
@@ -177,7 +127,7 @@ pub fn check(name: &str, value_is_null: bool) -> Result<Kind, Error> {
             "{name:?} is not supported (supported: {})",
             OPTIONS
                 .iter()
-                .map(|(n, _, _)| *n)
+                .map(|(n, _)| *n)
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
@@ -254,6 +204,43 @@ pub fn number(name: &str, value: i64) -> Result<Setting, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The README's options table is the documentation of [`OPTIONS`]: the same names, each
+    /// with the C type its [`Kind`] reads.
+    #[test]
+    fn the_readme_lists_exactly_these_options_with_their_c_types() {
+        let readme = include_str!("../README.md");
+        let section = readme
+            .split("### Options of `set_option`")
+            .nth(1)
+            .expect("the README has an options section");
+        let rows: Vec<(String, String)> = section
+            .lines()
+            .skip_while(|l| !l.starts_with("| name"))
+            .skip(2)
+            .take_while(|l| l.starts_with('|'))
+            .map(|l| {
+                let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+                (
+                    cells[1].trim_matches('`').into(),
+                    cells[2].trim_matches('`').into(),
+                )
+            })
+            .collect();
+        let c_type = |k: Kind| match k {
+            Kind::U32 => "uint32_t*",
+            Kind::Int => "int*",
+            Kind::Bool => "bool*",
+            Kind::Str => "const char*",
+            Kind::Proxy => "HTTP_PROXY_OPTIONS*",
+            Kind::Hook => "const PROV_MQTT_REGISTRATION_INFO_HOOK*",
+        };
+        let expected: Vec<(String, String)> = OPTIONS
+            .iter()
+            .map(|(n, k)| (n.to_string(), c_type(*k).to_string()))
+            .collect();
+        assert_eq!(rows, expected);
+    }
 
     #[test]
     fn every_numeric_option_checks_its_range() {

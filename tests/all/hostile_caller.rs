@@ -149,7 +149,7 @@ fn null_for_every_pointer_parameter_of_every_slot_of_both_tables() {
             let opt = t.prov_transport_set_option.unwrap();
             let v: u32 = 5;
             assert_ne!(opt(h, ptr::null(), &v as *const u32 as *const c_void), 0);
-            for (option, _, _) in prov_mqtt_transport::options::OPTIONS {
+            for (option, _) in prov_mqtt_transport::options::OPTIONS {
                 // issue 13's options take NULL as "remove it" (the hook's is fixed by the issue)
                 if prov_mqtt_transport::options::nullable(option) {
                     assert_eq!(
