@@ -251,7 +251,8 @@ impl Harness {
                     assert!(!json.as_bytes().contains(&0));
                     self.parse = Some(ticket);
                 }
-                Callout::KeyFail | Callout::KeyUnauthorized => {}
+                // the failure's details for the hook, queued just before Failed
+                Callout::KeyFail | Callout::KeyUnauthorized | Callout::Info(_) => {}
                 Callout::Failed => self.failed = true,
             }
         }
