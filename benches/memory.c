@@ -47,6 +47,9 @@ typedef struct {
     char stack_name[MAXTHREADS][16];
     long stack_kb[MAXTHREADS];
     size_t heap_in_use;
+    long anonymous_kb; /* the smaps "Anonymous:" lines: memory no file backs, all parts */
+    char other_path[24][64];
+    long other_kb[24];
 } SNAP;
 
 static char smaps_buf[1 << 20];
@@ -109,7 +112,7 @@ static void snapshot(SNAP* s) {
     int nt = thread_stacks(sp, names);
     s->threads = nt;
     if (read_all("/proc/self/smaps", smaps_buf, sizeof smaps_buf) <= 0) return;
-    int cat = OTHER, stack = -1;
+    int cat = OTHER, stack = -1, other = -1;
     for (char* line = smaps_buf; *line;) {
         char* end = strchr(line, '\n');
         if (end) *end = '\0';
@@ -135,14 +138,25 @@ static void snapshot(SNAP* s) {
             } else {
                 cat = OTHER;
             }
+            other = -1;
+            if (cat == OTHER) {
+                const char* base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path[0] ? path : "[anon ---p]";
+                for (int i = 0; i < 24 && other < 0; i++) {
+                    if (s->other_path[i][0] == '\0') snprintf(s->other_path[i], 64, "%.63s", base);
+                    if (strcmp(s->other_path[i], base) == 0) other = i;
+                }
+            }
         } else if (strncmp(line, "Rss:", 4) == 0) {
             long kb = strtol(line + 4, NULL, 10);
             s->total_kb += kb;
             s->cat_kb[cat] += kb;
+            if (other >= 0) s->other_kb[other] += kb;
             if (stack >= 0) {
                 memcpy(s->stack_name[stack], names[stack], 16);
                 s->stack_kb[stack] += kb;
             }
+        } else if (strncmp(line, "Anonymous:", 10) == 0) {
+            s->anonymous_kb += strtol(line + 10, NULL, 10);
         }
         if (!end) break;
         line = end + 1;
@@ -182,6 +196,13 @@ static void print_snap(const char* key, const SNAP* s, int comma) {
     for (int i = 0; i < MAXTHREADS; i++) {
         if (s->stack_name[i][0] == '\0') continue;
         printf("%s\"%s#%d\":%ld", first ? "" : ",", s->stack_name[i], i, s->stack_kb[i]);
+        first = 0;
+    }
+    printf("},\"anonymous_kb\":%ld,\"other_by_file\":{", s->anonymous_kb);
+    first = 1;
+    for (int i = 0; i < 24; i++) {
+        if (s->other_path[i][0] == '\0') continue;
+        printf("%s\"%s\":%ld", first ? "" : ",", s->other_path[i], s->other_kb[i]);
         first = 0;
     }
     printf("}}%s", comma ? "," : "");

@@ -5,27 +5,33 @@
 # and MQTT/WSS, against the local emulator (retry-after 1, one poll), loopback only. Prints figures;
 # never fails because a figure is large.
 #
-#   benches/memory.sh            the library built by cargo in release (as shipped: opt-level s)
+#   benches/memory.sh            the library as shipped: cargo's dist profile (fat LTO), stripped
 #   benches/memory.sh --smoke    the debug library (what scripts/test.sh builds): proves it runs
+#   MEMORY_PROFILE=release       another cargo profile (release: no LTO)
 #   MEMORY_RUNS=N                runs per transport (default 3; smoke 1)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 TD=${CARGO_TARGET_DIR:-$ROOT/target}
-if [ "${1:-}" = --smoke ]; then PROFILE=debug; RUNS=${MEMORY_RUNS:-1}; else PROFILE=release; RUNS=${MEMORY_RUNS:-3}; fi
-flag=(); [ $PROFILE = release ] && flag=(--release)
-cargo build --quiet "${flag[@]}" -p dps-emulator
-cargo build --quiet "${flag[@]}" -p prov_mqtt_transport --lib
+if [ "${1:-}" = --smoke ]; then PROFILE=debug; RUNS=${MEMORY_RUNS:-1}; else PROFILE=${MEMORY_PROFILE:-dist}; RUNS=${MEMORY_RUNS:-3}; fi
+if [ $PROFILE = debug ]; then
+  cargo build --quiet -p dps-emulator
+  EMU=$TD/debug/dps-emulator
+else
+  cargo build --quiet --release -p dps-emulator
+  EMU=$TD/release/dps-emulator
+fi
+cargo build --quiet --profile "$PROFILE" -p prov_mqtt_transport --lib
 LIB=$TD/$PROFILE
 WORK=$(mktemp -d)
 trap 'kill "${EMU_PID:-}" 2>/dev/null || true; rm -rf "$WORK"' EXIT
 # the library as installed: its SONAME (libprov_mqtt_transport.so.0) next to it
 mkdir -p "$WORK/lib"
 cp "$LIB/libprov_mqtt_transport.so" "$WORK/lib/"
+[ $PROFILE = debug ] || strip "$WORK/lib/libprov_mqtt_transport.so"
 ln -s libprov_mqtt_transport.so "$WORK/lib/libprov_mqtt_transport.so.0"
 cc -std=c11 -O2 -Wall -Wextra -Werror -Iinclude -Iexamples/c benches/memory.c \
   -L"$WORK/lib" -lprov_mqtt_transport -Wl,-rpath,"$WORK/lib" -rdynamic -lpthread -o "$WORK/memory"
-EMU=$TD/$PROFILE/dps-emulator
 "$EMU" certs --out "$WORK/certs" >/dev/null
 GROUP_KEY=$(head -c 32 /dev/urandom | base64)
 SCOPE=0ne00000000
@@ -52,7 +58,7 @@ done
 python3 - "$WORK/results" "$PROFILE" <<'PY'
 import json, sys, statistics
 rows = [(l.split(" ", 1)[0], json.loads(l.split(" ", 1)[1])) for l in open(sys.argv[1])]
-print(f"== memory the library adds to a C process registering one device ({sys.argv[2]} library; KB)")
+print(f"== memory the library adds to a C process registering one device (cargo profile {sys.argv[2]}; KB)")
 cats = ["lib_text", "lib_ro", "lib_data", "heap", "arenas", "stacks", "anon", "other"]
 for t in ("mqtt", "ws"):
     rs = [r for tt, r in rows if tt == t]
@@ -63,10 +69,16 @@ for t in ("mqtt", "ws"):
     print(f"   added at peak (VmHWM - RSS before create): {med(lambda r: r['vmhwm_kb'] - r['before']['rss_kb']):.0f}"
           f"   (sampled peak - before: {med(lambda r: r['peak']['rss_kb'] - r['before']['rss_kb']):.0f})")
     print(f"   still added after destroy: {med(lambda r: r['after']['rss_kb'] - r['before']['rss_kb']):.0f}")
+    print(f"   of the peak's addition, anonymous (no file behind it: heap, arenas, stacks, data): "
+          f"{med(lambda r: r['peak']['anonymous_kb'] - r['before']['anonymous_kb']):.0f}; after destroy: "
+          f"{med(lambda r: r['after']['anonymous_kb'] - r['before']['anonymous_kb']):.0f}")
     print(f"   {'part':<10} {'before':>8} {'peak':>8} {'after':>8} {'peak-before':>12}")
     for c in cats:
         b, p, a = (med(lambda r, s=s: r[s][c + '_kb']) for s in ("before", "peak", "after"))
         print(f"   {c:<10} {b:>8.0f} {p:>8.0f} {a:>8.0f} {p - b:>12.0f}")
+    r = rs[len(rs) // 2]
+    grown = {k: v - r["before"]["other_by_file"].get(k, 0) for k, v in r["peak"]["other_by_file"].items()}
+    print("   other, grown at the peak by file: " + ", ".join(f"{k} +{v}" for k, v in sorted(grown.items(), key=lambda kv: -kv[1]) if v))
     for s in ("before", "peak", "after"):
         r = rs[len(rs) // 2][s]
         st = ", ".join(f"{k.split('#')[0]} {v}" for k, v in r["stack_by_thread"].items())
