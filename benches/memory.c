@@ -29,6 +29,7 @@
 #undef main
 
 #include <dirent.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <malloc.h>
 #include <pthread.h>
@@ -105,7 +106,18 @@ static int thread_stacks(uintptr_t sp[], char name[][16]) {
     return n;
 }
 
+/* the main thread and the sampler both take snapshots, into the one static buffer */
+static pthread_mutex_t snapshot_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void snapshot_locked(SNAP* s);
+
 static void snapshot(SNAP* s) {
+    pthread_mutex_lock(&snapshot_lock);
+    snapshot_locked(s);
+    pthread_mutex_unlock(&snapshot_lock);
+}
+
+static void snapshot_locked(SNAP* s) {
     memset(s, 0, sizeof *s);
     uintptr_t sp[MAXTHREADS];
     char names[MAXTHREADS][16];
