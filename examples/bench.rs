@@ -219,6 +219,11 @@ fn wake_window(a: &Args, phase: &str, mut step: impl FnMut()) {
         n1 - n0,
         t1 - t0
     );
+    if a.wait_go {
+        // the script stops strace first: what follows (destroy) is not the window's
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line).unwrap();
+    }
 }
 
 /// N registrations waiting out a retry-after, then none: the I/O thread's wake-ups in each.
