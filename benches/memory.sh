@@ -8,6 +8,7 @@
 #   benches/memory.sh            the library as shipped: cargo's dist profile (fat LTO), stripped
 #   benches/memory.sh --smoke    the debug library (what scripts/test.sh builds): proves it runs
 #   MEMORY_PROFILE=release       another cargo profile (release: no LTO)
+#   MEMORY_LIB=FILE              a library built already (scripts/bench.sh passes its shipped one)
 #   MEMORY_RUNS=N                runs per transport (default 3; smoke 1)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,13 +22,21 @@ else
   cargo build --quiet --release -p dps-emulator
   EMU=$TD/release/dps-emulator
 fi
-cargo build --quiet --profile "$PROFILE" -p prov_mqtt_transport --lib
-LIB=$TD/$PROFILE
+if [ -n "${MEMORY_LIB:-}" ]; then
+  SO=$MEMORY_LIB
+else
+  if [ $PROFILE = debug ]; then
+    cargo build --quiet -p prov_mqtt_transport --lib
+  else
+    cargo build --quiet --profile "$PROFILE" -p prov_mqtt_transport --lib
+  fi
+  SO=$TD/$PROFILE/libprov_mqtt_transport.so
+fi
 WORK=$(mktemp -d)
 trap 'kill "${EMU_PID:-}" 2>/dev/null || true; rm -rf "$WORK"' EXIT
 # the library as installed: its SONAME (libprov_mqtt_transport.so.0) next to it
 mkdir -p "$WORK/lib"
-cp "$LIB/libprov_mqtt_transport.so" "$WORK/lib/"
+cp "$SO" "$WORK/lib/libprov_mqtt_transport.so"
 [ $PROFILE = debug ] || strip "$WORK/lib/libprov_mqtt_transport.so"
 ln -s libprov_mqtt_transport.so "$WORK/lib/libprov_mqtt_transport.so.0"
 cc -std=c11 -O2 -Wall -Wextra -Werror -Iinclude -Iexamples/c benches/memory.c \
@@ -55,10 +64,10 @@ for i in $(seq "$RUNS"); do
     printf '%s %s\n' $t "$(tail -1 "$WORK/out")" >>"$WORK/results"
   done
 done
-python3 - "$WORK/results" "$PROFILE" <<'PY'
+python3 - "$WORK/results" "${MEMORY_LIB:-cargo profile $PROFILE}" <<'PY'
 import json, sys, statistics
 rows = [(l.split(" ", 1)[0], json.loads(l.split(" ", 1)[1])) for l in open(sys.argv[1])]
-print(f"== memory the library adds to a C process registering one device (cargo profile {sys.argv[2]}; KB)")
+print(f"== memory the library adds to a C process registering one device ({sys.argv[2]}; KB)")
 cats = ["lib_text", "lib_ro", "lib_data", "heap", "arenas", "stacks", "anon", "other"]
 for t in ("mqtt", "ws"):
     rs = [r for tt, r in rows if tt == t]
