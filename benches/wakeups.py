@@ -10,7 +10,7 @@ waits; this script attaches `strace -c` to that one thread, lets the window run,
 thread's context switches (voluntary: it slept and was woken; involuntary: preempted) and its
 syscalls. Loopback only. Prints figures; never fails because a figure is large.
 """
-import argparse, base64, os, re, resource, signal, subprocess, sys, tempfile, time, json
+import argparse, base64, os, re, resource, shutil, signal, subprocess, sys, tempfile, time, json
 
 
 def raise_nofile():
@@ -91,6 +91,7 @@ def main():
     finally:
         emu.terminate()
         emu.wait()
+        shutil.rmtree(work, ignore_errors=True)
     print(f"== I/O thread wake-ups over {a.window_s:g} s ({'MQTT/WSS' if a.ws else 'MQTT/TLS'})")
     print("   wake-ups = the event loop's epoll_wait calls (each returns once per wake-up); context switches are")
     print("   counted under strace, whose syscall stops add some; CPU ticks are 1/100 s of the thread's CPU time")
