@@ -8,7 +8,14 @@
 //! bench setup  --ca FILE [--native] [--reps N] [--uri HOST]          open/first dowork -> TCP accept
 //! bench idle   --uri H:P --ca FILE --group-key K --scope S [--ms D] [--wait-go]
 //! bench fleet  --uri H:P --ca FILE --group-key K --scope S --n N [--ws]
+//! bench wakeups --uri H:P --ca FILE --group-key K --scope S --n N --ms W [--ws] [--wait-go]
 //! ```
+//!
+//! `wakeups` (issue 14, goal 4): N registrations get their 202 and wait out a long retry-after;
+//! over W ms the I/O thread's context switches (its wake-ups) are counted, then again over W ms
+//! once every handle is destroyed (idle between registrations). With `--wait-go` it prints the
+//! I/O thread's id before each window and waits for a line on stdin (benches/wakeups.py attaches
+//! strace to count the syscalls).
 #![allow(clippy::missing_safety_doc)]
 
 use std::io::BufRead;
@@ -154,6 +161,120 @@ fn thread_cpu() -> (f64, f64) {
         }
     }
     (main, io)
+}
+
+/// The I/O thread's id, (voluntary, involuntary) context switches and CPU ticks.
+fn io_thread() -> Option<(String, u64, u64, u64)> {
+    for entry in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+        let dir = entry.path();
+        let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        if comm.trim() != "prov-mqtt-io" {
+            continue;
+        }
+        let status = std::fs::read_to_string(dir.join("status")).ok()?;
+        let field = |name: &str| -> u64 {
+            status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
+        let f: Vec<&str> = stat[stat.rfind(')')? + 2..].split_whitespace().collect();
+        let ticks = f[11].parse::<u64>().unwrap_or(0) + f[12].parse::<u64>().unwrap_or(0);
+        return Some((
+            entry.file_name().to_string_lossy().into_owned(),
+            field("voluntary_ctxt_switches:"),
+            field("nonvoluntary_ctxt_switches:"),
+            ticks,
+        ));
+    }
+    None
+}
+
+/// Counts the I/O thread's wake-ups over `a.ms` while `step` runs every millisecond.
+fn wake_window(a: &Args, phase: &str, mut step: impl FnMut()) {
+    let Some((tid, ..)) = io_thread() else {
+        panic!("no prov-mqtt-io thread");
+    };
+    println!("{{\"mode\":\"wakeups-ready\",\"phase\":\"{phase}\",\"io_tid\":{tid}}}");
+    if a.wait_go {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line).unwrap();
+    }
+    let (_, v0, n0, t0) = io_thread().unwrap();
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_millis(a.ms) {
+        step();
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let (_, v1, n1, t1) = io_thread().unwrap();
+    println!(
+        "{{\"mode\":\"wakeups\",\"phase\":\"{phase}\",\"n\":{},\"ws\":{},\"window_s\":{:.3},\"voluntary\":{},\"involuntary\":{},\"cpu_ticks\":{}}}",
+        a.n,
+        a.ws,
+        start.elapsed().as_secs_f64(),
+        v1 - v0,
+        n1 - n0,
+        t1 - t0
+    );
+    if a.wait_go {
+        // the script stops strace first: what follows (destroy) is not the window's
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line).unwrap();
+    }
+}
+
+/// N registrations waiting out a retry-after, then none: the I/O thread's wake-ups in each.
+fn wakeups(a: &Args) {
+    raise_nofile();
+    let devices: Vec<Ll> = (0..a.n)
+        .map(|i| {
+            let regid = format!("wake-{i}");
+            let key = device_key(a, &regid);
+            open_device(a, regid, key)
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while devices.iter().any(|d| !assigning_seen(d)) && Instant::now() < deadline {
+        let now = Instant::now();
+        for d in &devices {
+            d.step(now);
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let waiting = devices.iter().filter(|d| assigning_seen(d)).count();
+    assert_eq!(waiting, devices.len(), "not every registration got its 202");
+    // as the LL client does while it waits: dowork on every handle, every millisecond
+    wake_window(a, "waiting", || {
+        let now = Instant::now();
+        for d in &devices {
+            d.step(now);
+        }
+    });
+    let polled = devices
+        .iter()
+        .filter(|d| d.outcome().result.is_some())
+        .count();
+    assert_eq!(polled, 0, "the retry-after must outlast the window");
+    for d in &devices {
+        destroy(d);
+    }
+    drop(devices);
+    // the graceful closes and the resolver threads are done well before this
+    std::thread::sleep(Duration::from_secs(2));
+    wake_window(a, "idle", || {});
+}
+
+fn raise_nofile() {
+    // SAFETY: setrlimit with a valid struct.
+    unsafe {
+        let mut lim: libc::rlimit = std::mem::zeroed();
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+        lim.rlim_cur = lim.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+    }
 }
 
 fn ms(d: Duration) -> f64 {
@@ -355,8 +476,9 @@ fn main() {
         "setup" => setup(&a),
         "idle" => idle(&a),
         "fleet" => fleet(&a),
+        "wakeups" => wakeups(&a),
         other => {
-            eprintln!("usage: bench setup|idle|fleet ... (got {other:?})");
+            eprintln!("usage: bench setup|idle|fleet|wakeups ... (got {other:?})");
             std::process::exit(2);
         }
     }

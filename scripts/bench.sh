@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Benchmarks (issue 6): round trips, registration time under real latency, set-up cost, idle
 # dowork cost, fleet scale and footprint, side by side with the real Python (azure-iot-device)
-# and Node (azure-iot-provisioning-device-mqtt) DPS clients. Writes BENCHMARKS.md and PNG plots
-# in docs/bench/. Prints figures; never fails because something is slow.
+# and Node (azure-iot-provisioning-device-mqtt) DPS clients; (issue 14) the memory the library
+# adds to a C process (benches/memory.sh) and the I/O thread's idle wake-ups (benches/wakeups.py).
+# Writes BENCHMARKS.md and PNG plots in docs/bench/. Prints figures; never fails because something
+# is slow.
 #
-#   scripts/bench.sh            full run (~7 min on 2 cores once built)
+#   scripts/bench.sh            full run (~14 min on 2 cores once built: 6 of them the 60 s
+#                               wake-up windows)
 #   scripts/bench.sh --smoke    debug builds, tiny counts (< 2 min once built), output under
 #                               $CARGO_TARGET_DIR/bench-smoke/ (leaves BENCHMARKS.md alone):
 #                               proves the bench still runs (CI)
@@ -100,3 +103,37 @@ echo "== running the benchmarks${SMOKE:+ (smoke)}"
   --py "$ROOT/$FID/.venv/bin/python" --node-modules "$ROOT/$FID/node/node_modules" \
   --out "$REPORT" --plots "$PLOTS" --json "$OUT/results.json"
 echo "== wrote $REPORT"
+
+# --- memory and idle wake-ups (issue 14) -----------------------------------------------------------
+# Printed here; in a full run also appended to the report as sections 7 and 8.
+if [ -n "$SMOKE" ]; then
+  benches/memory.sh --smoke | grep -v '^JSON'
+  for t in "" --ws; do
+    python3 benches/wakeups.py $t --emu "$BIN/dps-emulator" --bench "$BIN/examples/bench" --n 1,20 --window-s 2 |
+      grep -v '^JSON'
+  done
+else
+  MEMORY_LIB="$OUT/lib/libprov_mqtt_transport.so" benches/memory.sh >"$OUT/memory.txt"
+  {
+    python3 benches/wakeups.py --emu "$BIN/dps-emulator" --bench "$BIN/examples/bench" --n 1,1000 --window-s 60
+    python3 benches/wakeups.py --ws --emu "$BIN/dps-emulator" --bench "$BIN/examples/bench" --n 1000 --window-s 60
+  } >"$OUT/wakeups.txt"
+  {
+    echo
+    echo "## 7. Memory the library adds to a C process registering one device"
+    echo
+    echo "\`benches/memory.sh\` (benches/memory.c: examples/c/prov_dev_sample.c with /proc/self/smaps read before the first \`create\`, every millisecond during the registration, and 300 ms after \`destroy\`), against the stripped fat-LTO library above; localhost, retry-after 1, one poll; KB."
+    echo
+    echo '```'
+    grep -v '^JSON' "$OUT/memory.txt"
+    echo '```'
+    echo
+    echo "## 8. Idle cost: the I/O thread's wake-ups"
+    echo
+    echo "\`benches/wakeups.py\` (\`bench wakeups\`): N registrations waiting out a retry-after of 300 s with \`dowork\` on every handle each millisecond, then every handle destroyed; the I/O thread's context switches (/proc/self/task/TID/status) and syscalls (\`strace -c -p TID\`; the one \`epoll_wait\` is the call strace's attach restarted) over 60 s."
+    echo
+    echo '```'
+    grep -v '^JSON' "$OUT/wakeups.txt"
+    echo '```'
+  } >>"$REPORT"
+fi

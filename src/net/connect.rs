@@ -65,7 +65,14 @@ pub async fn establish(spec: &ConnectSpec, flavor: Flavor) -> Result<(Io, String
                 "Sec-WebSocket-Protocol",
                 HeaderValue::from_static(WS_SUBPROTOCOL),
             );
+            // tungstenite's buffers default to 128 KiB each, allocated with the connection
+            // (malloc mmaps blocks that large: 256 KiB of address space and a resident page or
+            // more per connection). DPS packets are small (MAX_PACKET) and every packet is
+            // flushed when sent: a 4 KiB read buffer grows by itself for a larger frame, and
+            // with no write-side target a frame is handed to TLS as it is written.
             let config = WebSocketConfig::default()
+                .read_buffer_size(4096)
+                .write_buffer_size(0)
                 .max_message_size(Some(MAX_PACKET + 8))
                 .max_frame_size(Some(MAX_PACKET + 8));
             let (ws, _response) =

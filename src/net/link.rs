@@ -109,7 +109,7 @@ impl Link {
 
     fn start<F, Fut>(task: F) -> Result<Link, Error>
     where
-        F: FnOnce(TaskEnds) -> Fut,
+        F: FnOnce(TaskEnds) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
         let rt = runtime::handle()?;
@@ -121,7 +121,13 @@ impl Link {
             events: events_tx,
             up: up.clone(),
         };
-        let task = rt.spawn(task(ends)).abort_handle();
+        // The connection's future is ~11 KB: built here, it would be moved through several
+        // stack frames of the caller's thread (the first `dowork` touched 52 KB of the caller's
+        // stack, which stays resident for the life of a C program's main thread). Built and boxed
+        // on the I/O thread when the task first runs, the caller moves only its few captures.
+        let task = rt
+            .spawn(async move { Box::pin(task(ends)).await })
+            .abort_handle();
         Ok(Link {
             tie: Some(Tie {
                 commands,

@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Memory bench (issue 14, goal 1): the resident memory prov_mqtt_transport adds to a C process that
+# registers one device (peak RSS minus the process's RSS before the first create), its breakdown at
+# the peak (benches/memory.c says how each part is found), and what stays after destroy. MQTT/TLS
+# and MQTT/WSS, against the local emulator (retry-after 1, one poll), loopback only. Prints figures;
+# never fails because a figure is large.
+#
+#   benches/memory.sh            the library as shipped: cargo's dist profile (fat LTO), stripped
+#   benches/memory.sh --smoke    the debug library (what scripts/test.sh builds): proves it runs
+#   MEMORY_PROFILE=release       another cargo profile (release: no LTO)
+#   MEMORY_LIB=FILE              a library built already (scripts/bench.sh passes its shipped one)
+#   MEMORY_RUNS=N                runs per transport (default 3; smoke 1)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+TD=${CARGO_TARGET_DIR:-$ROOT/target}
+if [ "${1:-}" = --smoke ]; then PROFILE=debug; RUNS=${MEMORY_RUNS:-1}; else PROFILE=${MEMORY_PROFILE:-dist}; RUNS=${MEMORY_RUNS:-3}; fi
+if [ $PROFILE = debug ]; then
+  cargo build --quiet -p dps-emulator
+  EMU=$TD/debug/dps-emulator
+else
+  cargo build --quiet --release -p dps-emulator
+  EMU=$TD/release/dps-emulator
+fi
+if [ -n "${MEMORY_LIB:-}" ]; then
+  SO=$MEMORY_LIB
+else
+  if [ $PROFILE = debug ]; then
+    cargo build --quiet -p prov_mqtt_transport --lib
+  else
+    cargo build --quiet --profile "$PROFILE" -p prov_mqtt_transport --lib
+  fi
+  SO=$TD/$PROFILE/libprov_mqtt_transport.so
+fi
+WORK=$(mktemp -d)
+trap 'kill "${EMU_PID:-}" 2>/dev/null || true; rm -rf "$WORK"' EXIT
+# the library as installed: its SONAME (libprov_mqtt_transport.so.0) next to it
+mkdir -p "$WORK/lib"
+cp "$SO" "$WORK/lib/libprov_mqtt_transport.so"
+[ $PROFILE = debug ] || strip "$WORK/lib/libprov_mqtt_transport.so"
+ln -s libprov_mqtt_transport.so "$WORK/lib/libprov_mqtt_transport.so.0"
+cc -std=c11 -O2 -Wall -Wextra -Werror -Iinclude -Iexamples/c benches/memory.c \
+  -L"$WORK/lib" -lprov_mqtt_transport -Wl,-rpath,"$WORK/lib" -rdynamic -lpthread -o "$WORK/memory"
+"$EMU" certs --out "$WORK/certs" >/dev/null
+GROUP_KEY=$(head -c 32 /dev/urandom | base64)
+SCOPE=0ne00000000
+"$EMU" serve --certs "$WORK/certs" --scope $SCOPE --group-key "$GROUP_KEY" --retry-after 1 --polls 1 \
+  --mqtt-port 0 --ws-port 0 >"$WORK/emu.out" 2>"$WORK/emu.err" &
+EMU_PID=$!
+for _ in $(seq 100); do grep -q "mqtt=" "$WORK/emu.out" 2>/dev/null && break; sleep 0.05; done
+MQTT_PORT=$(sed -n 's/.*mqtt=[^ ]*:\([0-9]*\).*/\1/p' "$WORK/emu.out" | head -1)
+WS_PORT=$(sed -n 's/.*ws=[^ ]*:\([0-9]*\).*/\1/p' "$WORK/emu.out" | head -1)
+[ -n "$MQTT_PORT" ] || { echo "memory: the emulator did not start" >&2; cat "$WORK/emu.err" >&2; exit 1; }
+: >"$WORK/results"
+for i in $(seq "$RUNS"); do
+  for t in mqtt ws; do
+    regid=mem-$t-$i-$$
+    key=$(python3 -c 'import base64,hashlib,hmac,sys; print(base64.b64encode(hmac.new(base64.b64decode(sys.argv[1]), sys.argv[2].encode(), hashlib.sha256).digest()).decode())' "$GROUP_KEY" "$regid")
+    token=$("$EMU" sas --scope $SCOPE --registration-id "$regid" --key "$key")
+    if [ $t = mqtt ]; then port=$MQTT_PORT; ws=(); else port=$WS_PORT; ws=(--ws); fi
+    "$WORK/memory" "${ws[@]}" --uri "localhost:$port" --scope $SCOPE --registration-id "$regid" \
+      --trusted-ca "$WORK/certs/root-ca.pem" --sas-token "$token" >"$WORK/out" 2>"$WORK/err" || {
+      echo "memory: the $t registration failed" >&2; cat "$WORK/out" "$WORK/err" >&2; exit 1; }
+    printf '%s %s\n' $t "$(tail -1 "$WORK/out")" >>"$WORK/results"
+  done
+done
+python3 - "$WORK/results" "${MEMORY_LIB:-cargo profile $PROFILE}" <<'PY'
+import json, sys, statistics
+rows = [(l.split(" ", 1)[0], json.loads(l.split(" ", 1)[1])) for l in open(sys.argv[1])]
+print(f"== memory the library adds to a C process registering one device ({sys.argv[2]}; KB)")
+cats = ["lib_text", "lib_ro", "lib_data", "heap", "arenas", "stacks", "anon", "other"]
+for t in ("mqtt", "ws"):
+    rs = [r for tt, r in rows if tt == t]
+    if not rs:
+        continue
+    med = lambda f: statistics.median(f(r) for r in rs)
+    print(f"-- {'MQTT/TLS' if t == 'mqtt' else 'MQTT/WSS'}, {len(rs)} run(s), medians")
+    print(f"   added at peak (VmHWM - RSS before create): {med(lambda r: r['vmhwm_kb'] - r['before']['rss_kb']):.0f}"
+          f"   (sampled peak - before: {med(lambda r: r['peak']['rss_kb'] - r['before']['rss_kb']):.0f})")
+    print(f"   still added after destroy: {med(lambda r: r['after']['rss_kb'] - r['before']['rss_kb']):.0f}")
+    print(f"   of the peak's addition, anonymous (no file behind it: heap, arenas, stacks, data): "
+          f"{med(lambda r: r['peak']['anonymous_kb'] - r['before']['anonymous_kb']):.0f}; after destroy: "
+          f"{med(lambda r: r['after']['anonymous_kb'] - r['before']['anonymous_kb']):.0f}")
+    print(f"   {'part':<10} {'before':>8} {'peak':>8} {'after':>8} {'peak-before':>12}")
+    for c in cats:
+        b, p, a = (med(lambda r, s=s: r[s][c + '_kb']) for s in ("before", "peak", "after"))
+        print(f"   {c:<10} {b:>8.0f} {p:>8.0f} {a:>8.0f} {p - b:>12.0f}")
+    r = rs[len(rs) // 2]
+    grown = {k: v - r["before"]["other_by_file"].get(k, 0) for k, v in r["peak"]["other_by_file"].items()}
+    print("   other, grown at the peak by file: " + ", ".join(f"{k} +{v}" for k, v in sorted(grown.items(), key=lambda kv: -kv[1]) if v))
+    for s in ("before", "peak", "after"):
+        r = rs[len(rs) // 2][s]
+        st = ", ".join(f"{k.split('#')[0]} {v}" for k, v in r["stack_by_thread"].items())
+        print(f"   {s:<6}: threads {r['threads']}, malloc arenas besides the main one {r['arenas']}, "
+              f"heap in use (mallinfo2) {r['heap_in_use'] / 1024:.0f}; stacks: {st}")
+print("JSON " + json.dumps(rows))
+PY
