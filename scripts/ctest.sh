@@ -86,16 +86,20 @@ echo "$(wc -l <<<"$tests") C tests, all mapped"
 
 for mode in "${modes[@]}"; do
     case "$mode" in
-    plain) flags=() ;;
-    valgrind) flags=(-DPMT_VALGRIND=ON) ;;
-    asan) flags=(-DPMT_SANITIZE=ON) ;;
+    plain) flags=() exclude=() ;;
+    valgrind) flags=(-DPMT_VALGRIND=ON) exclude=() ;;
+    # The fork tests run plain and under valgrind, not under ASan: ASan's own allocator is not
+    # fork-safe here (a child forked while the I/O thread allocates waits for ever on an
+    # allocator lock copied held: gdb shows both of the child's threads in
+    # SizeClassAllocator64::GetFromAllocator), which is the sanitizer's limit, not ours.
+    asan) flags=(-DPMT_SANITIZE=ON) exclude=(-E '^process_(fork|daemon)_') ;;
     *) echo "unknown mode $mode" >&2; exit 2 ;;
     esac
     echo "== C harness ($mode)"
     cmake -S ctest -B "build/ctest-$mode" -Dprov_mqtt_transport_DIR="$PWD/build/prefix/lib/cmake/prov_mqtt_transport" \
         -DDPS_EMULATOR="$PWD/target/release/dps-emulator" "${flags[@]}" >/dev/null
     cmake --build "build/ctest-$mode" -- -s >/dev/null
-    if ! ctest --test-dir "build/ctest-$mode" -j "$jobs" --output-on-failure >"build/ctest-$mode.log" 2>&1; then
+    if ! ctest --test-dir "build/ctest-$mode" -j "$jobs" "${exclude[@]}" --output-on-failure >"build/ctest-$mode.log" 2>&1; then
         grep -v ' Passed ' "build/ctest-$mode.log"
         exit 1
     fi
