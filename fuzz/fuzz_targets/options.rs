@@ -158,18 +158,42 @@ fuzz_target!(|input: Input| {
                 let number_value = number.to_ne_bytes();
                 let text_value = c_string(text);
                 let proxy_value = proxy_value(proxy);
+                // a hook without a callback: a valid struct that must be refused (a callback
+                // from fuzz input would be called)
+                let no_hook = PROV_MQTT_REGISTRATION_INFO_HOOK {
+                    callback: None,
+                    context: ptr::null_mut(),
+                };
                 let value: *const c_void = match (null_value, kind) {
                     (true, _) => ptr::null(),
                     (false, Some(Kind::Str)) => text_value.as_ptr().cast(),
                     (false, Some(Kind::Proxy)) => {
                         (&proxy_value.options as *const HTTP_PROXY_OPTIONS).cast()
                     }
+                    (false, Some(Kind::Hook)) => {
+                        (&no_hook as *const PROV_MQTT_REGISTRATION_INFO_HOOK).cast()
+                    }
                     (false, _) => number_value.as_ptr().cast(),
                 };
                 // SAFETY: NULL or valid pointers of the documented type.
                 let rc = unsafe { (t.prov_transport_set_option.unwrap())(h, name_ptr, value) };
-                if h.is_null() || name.is_none() || kind.is_none() || *null_value {
-                    assert_ne!(rc, 0, "refused: no handle, no/unknown name or NULL value");
+                // NULL is refused except where it removes what the option set
+                let null_refused = *null_value
+                    && !name
+                        .as_ref()
+                        .and_then(|n| n.to_str().ok())
+                        .is_some_and(options::nullable);
+                let hook_without_callback = !*null_value && kind == Some(Kind::Hook);
+                if h.is_null()
+                    || name.is_none()
+                    || kind.is_none()
+                    || null_refused
+                    || hook_without_callback
+                {
+                    assert_ne!(
+                        rc, 0,
+                        "refused: no handle, no/unknown name, NULL value or no callback"
+                    );
                 }
             }
             Call::SetProxy(args) => {
