@@ -382,13 +382,20 @@ mod tests {
             }
         })
         .unwrap();
-        std::thread::sleep(Duration::from_millis(50));
-        assert_eq!(sent.load(Ordering::SeqCst), EVENT_QUEUE as u64);
+        // the task fills the queue, then waits: the count reaches the bound and stays there
+        let settled = |want: u64| {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while sent.load(Ordering::SeqCst) < want && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            std::thread::sleep(Duration::from_millis(50)); // room for one too many
+            sent.load(Ordering::SeqCst)
+        };
+        assert_eq!(settled(EVENT_QUEUE as u64), EVENT_QUEUE as u64);
         for _ in 0..EVENT_QUEUE {
             assert!(link.try_event().is_some());
         }
-        std::thread::sleep(Duration::from_millis(50));
-        assert_eq!(sent.load(Ordering::SeqCst), 2 * EVENT_QUEUE as u64);
+        assert_eq!(settled(2 * EVENT_QUEUE as u64), 2 * EVENT_QUEUE as u64);
     }
 
     #[test]
@@ -412,7 +419,10 @@ mod tests {
             std::future::pending::<()>().await // a write that never completes
         })
         .unwrap();
-        std::thread::sleep(Duration::from_millis(20));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !link.up.load(Ordering::Acquire) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         let started = Instant::now();
         assert!(!link.close(true).unwrap().wait());
         let waited = started.elapsed();
