@@ -9,7 +9,10 @@
 //! Each test asserts the outcome and the number of connections the emulator accepted, and
 //! prints one `FAULT-TABLE |` row (fault, transport, outcome, time to outcome, connections):
 //! `cargo test --test all faults:: -- --nocapture | grep FAULT-TABLE` gives docs/FAULTS.md's table.
+//! Most tests are a [`Case`] given to [`run`], which makes those checks, followed by the
+//! test's own.
 
+use std::ops::RangeInclusive;
 use std::time::{Duration, Instant};
 
 use dps_emulator::pki::Pki;
@@ -17,6 +20,7 @@ use dps_emulator::scenario::{DropAfter, ErrorReply, Scenario, Stage};
 use dps_emulator::{Config, Emulator, TimelineEntry};
 use prov_mqtt_transport::ffi::*;
 use testkit::*;
+use PROV_DEVICE_TRANSPORT_ERROR::*;
 use PROV_DEVICE_TRANSPORT_RESULT::*;
 use PROV_DEVICE_TRANSPORT_STATUS::*;
 
@@ -38,13 +42,42 @@ fn regid(fault: &str, proto: Proto) -> String {
     format!("{fault}-{}", proto.name()).to_lowercase()
 }
 
+/// The emulator's listener for `proto`.
+fn addr(emu: &Emulator, proto: Proto) -> std::net::SocketAddr {
+    match proto {
+        Proto::Mqtt => emu.mqtt_addr(),
+        Proto::Ws => emu.ws_addr(),
+    }
+}
+
+/// The connection is closed when `stage` is reached: the first time, or `always`.
+fn drop_after(stage: Stage, always: bool) -> Scenario {
+    Scenario {
+        drop_after: Some(DropAfter { stage, always }),
+        ..Scenario::default()
+    }
+}
+
+/// `status` (errorCode `status` × 1000) to `on` requests: the first `times`, or every one.
+fn error_reply(status: u16, message: &str, on: Stage, times: Option<u32>) -> Scenario {
+    Scenario {
+        error: Some(ErrorReply {
+            status,
+            error_code: u32::from(status) * 1000,
+            message: message.into(),
+            on,
+            times,
+        }),
+        ..Scenario::default()
+    }
+}
+
 /// One row of the fault table, printed for docs/FAULTS.md.
-fn row(fault: &str, proto: Proto, outcome: &str, elapsed: Duration, emu: &Emulator) {
+fn row(fault: &str, proto: Proto, outcome: &str, elapsed: Duration, connections: u64) {
     println!(
-        "FAULT-TABLE | {fault} | {} | {outcome} | {:.2} s | {} |",
+        "FAULT-TABLE | {fault} | {} | {outcome} | {:.2} s | {connections} |",
         proto.name(),
         elapsed.as_secs_f64(),
-        emu.connections_accepted()
     );
 }
 
@@ -91,6 +124,11 @@ fn requests(emu: &Emulator, kind: &str) -> Vec<(u64, String)> {
         .collect()
 }
 
+/// The connections the device's requests of `kind` came on, in order.
+fn request_conns(emu: &Emulator, kind: &str) -> Vec<u64> {
+    requests(emu, kind).iter().map(|r| r.0).collect()
+}
+
 /// Packets of one type the device sent, per connection.
 fn sent_per_conn(emu: &Emulator, packet: &str) -> Vec<u64> {
     let mut conns: Vec<u64> = emu
@@ -110,78 +148,180 @@ fn has_log(regid: &str, needle: &str) -> bool {
     logs_for(regid).iter().any(|l| l.contains(needle))
 }
 
+/// How many of the device's log lines contain `needle`.
+fn log_count(regid: &str, needle: &str) -> usize {
+    logs_for(regid)
+        .iter()
+        .filter(|l| l.contains(needle))
+        .count()
+}
+
+// ---- the table: a case, its run and the checks every case makes -------------------------
+
+/// How a case ends.
+enum Expect<'a> {
+    /// [`assert_assigned`] (no error callback either)
+    Assigned,
+    /// [`assert_error_once`], with exactly these error callbacks
+    ErrorOnce(&'a [PROV_DEVICE_TRANSPORT_ERROR]),
+}
+
+/// One case of the fault matrix: the fault, the device, and what must come of it.
+struct Case<'a> {
+    /// the registration id, before `-{transport}`
+    name: &'a str,
+    scenario: Scenario,
+    /// on top of [`device`]'s
+    options: &'a [(&'static str, u32)],
+    /// Connect through a [`relay`] to the emulator; its n-th path becomes a black hole this
+    /// long after it opened (`None`: never).
+    relay: Option<&'a [Option<Duration>]>,
+    /// the driver's limit
+    timeout: Duration,
+    expect: Expect<'a>,
+    /// how many connections the emulator accepts, and why that many
+    connections: RangeInclusive<u64>,
+    why: &'a str,
+    /// what the device's log must say (a line containing each)
+    logs: &'a [&'a str],
+    /// the FAULT-TABLE row's fault and outcome
+    fault: &'a str,
+    outcome: &'a str,
+}
+
+impl Default for Case<'_> {
+    fn default() -> Self {
+        Case {
+            name: "",
+            scenario: Scenario::default(),
+            options: &[],
+            relay: None,
+            timeout: TIMEOUT,
+            expect: Expect::Assigned,
+            connections: 1..=1,
+            why: "",
+            logs: &[],
+            fault: "",
+            outcome: "",
+        }
+    }
+}
+
+/// A case that ran and passed the checks every case makes, for the test's own.
+struct Ran {
+    o: Outcome,
+    emu: Emulator,
+    regid: String,
+    proto: Proto,
+    fault: String,
+    outcome: String,
+}
+
+impl Ran {
+    /// The FAULT-TABLE row: the test's last step, once its own checks have passed.
+    fn row(&self) {
+        row(
+            &self.fault,
+            self.proto,
+            &self.outcome,
+            self.o.elapsed,
+            self.emu.connections_accepted(),
+        );
+    }
+}
+
+/// Registers `case`'s device on `proto` and checks the outcome, the connections and the log.
+fn run(proto: Proto, case: Case) -> Ran {
+    let regid = regid(case.name, proto);
+    let emu = emulator(&regid, case.scenario);
+    let mut dev = device(&emu, proto, &regid, case.options);
+    if let Some(black_holes) = case.relay {
+        let to = addr(&emu, proto);
+        let port = relay(black_holes.iter().map(|&after| (to, after)).collect());
+        dev.uri = format!("localhost:{port}");
+    }
+    let o = register(&dev, case.timeout);
+    match case.expect {
+        Expect::Assigned => assert_assigned(&o, &regid),
+        Expect::ErrorOnce(errors) => {
+            assert_error_once(&o, &regid);
+            assert_eq!(o.errors, errors, "{regid}: the error callbacks: {o:?}");
+        }
+    }
+    let n = emu.connections_accepted();
+    assert!(
+        case.connections.contains(&n),
+        "{regid}: {n} connections, not {:?} ({}): {o:?}",
+        case.connections,
+        case.why
+    );
+    for needle in case.logs {
+        assert!(
+            has_log(&regid, needle),
+            "{regid}: no {needle:?} in {:#?}",
+            logs_for(&regid)
+        );
+    }
+    Ran {
+        o,
+        emu,
+        regid,
+        proto,
+        fault: case.fault.into(),
+        outcome: case.outcome.into(),
+    }
+}
+
 // ---- connection dropped, once: survived -------------------------------------------------
 
 fn dropped_once(proto: Proto, stage: Stage) {
-    let regid = regid(&format!("drop-{}", stage.name()), proto);
-    let emu = emulator(
-        &regid,
-        Scenario {
-            drop_after: Some(DropAfter {
-                stage,
-                always: false,
-            }),
-            ..Scenario::default()
+    let r = run(
+        proto,
+        Case {
+            name: &format!("drop-{}", stage.name()),
+            scenario: drop_after(stage, false),
+            expect: Expect::Assigned,
+            connections: 2..=2,
+            why: "one reconnect",
+            logs: &["reconnecting in"],
+            fault: &format!(
+                "connection dropped after {} (once)",
+                stage.name().to_uppercase()
+            ),
+            outcome: "assigned after 1 reconnect",
+            ..Case::default()
         },
     );
-    let o = register(&device(&emu, proto, &regid, &[]), TIMEOUT);
-    assert_assigned(&o, &regid);
-    assert_eq!(emu.connections_accepted(), 2, "one reconnect: {o:?}");
     // Re-subscribed on the new connection (a drop at CONNECT may close before SUBSCRIBE is read).
-    let subscribes = sent_per_conn(&emu, "SUBSCRIBE");
+    let subscribes = sent_per_conn(&r.emu, "SUBSCRIBE");
     match stage {
         Stage::Connect => assert!(subscribes.ends_with(&[2]), "{subscribes:?}"),
         _ => assert_eq!(subscribes, vec![1, 2]),
     }
-    let registers = requests(&emu, REGISTER);
-    let polls = requests(&emu, POLL);
+    let registers = requests(&r.emu, REGISTER);
+    let register_conns = request_conns(&r.emu, REGISTER);
+    let polls = requests(&r.emu, POLL);
     match stage {
         Stage::Connect | Stage::Subscribe => {
             // The register request waited for the new connection's SUBACK.
-            assert_eq!(
-                registers.iter().map(|r| r.0).collect::<Vec<_>>(),
-                vec![2],
-                "{registers:?}"
-            );
+            assert_eq!(register_conns, vec![2], "{registers:?}");
         }
         Stage::Register => {
             // Re-sent on the new connection, with a new $rid.
-            assert_eq!(
-                registers.iter().map(|r| r.0).collect::<Vec<_>>(),
-                vec![1, 2],
-                "{registers:?}"
-            );
+            assert_eq!(register_conns, vec![1, 2], "{registers:?}");
             assert_ne!(registers[0].1, registers[1].1, "a new $rid");
             assert!(polls.iter().all(|p| p.0 == 2), "{polls:?}");
         }
         Stage::Poll => {
             // The operation survived: the poll (not a new register) is re-sent.
-            assert_eq!(
-                registers.iter().map(|r| r.0).collect::<Vec<_>>(),
-                vec![1],
-                "{registers:?}"
-            );
+            assert_eq!(register_conns, vec![1], "{registers:?}");
             // (The dropped poll was not answered, so the emulator still owes one 202.)
             let conns: Vec<_> = polls.iter().map(|r| r.0).collect();
             assert!(conns.starts_with(&[1, 2]), "{polls:?}");
             assert!(conns[1..].iter().all(|&c| c == 2), "{polls:?}");
         }
     }
-    assert!(
-        has_log(&regid, "reconnecting in"),
-        "{:#?}",
-        logs_for(&regid)
-    );
-    row(
-        &format!(
-            "connection dropped after {} (once)",
-            stage.name().to_uppercase()
-        ),
-        proto,
-        "assigned after 1 reconnect",
-        o.elapsed,
-        &emu,
-    );
+    r.row();
 }
 
 both!(drop_after_connect_is_survived => |p| dropped_once(p, Stage::Connect));
@@ -195,49 +335,36 @@ both!(drop_after_poll_is_survived => |p| dropped_once(p, Stage::Poll));
 // ---- connection dropped every time: the attempts budget -----------------------------------
 
 fn dropped_always(proto: Proto, stage: Stage) {
-    let regid = regid(&format!("drop-always-{}", stage.name()), proto);
-    let emu = emulator(
-        &regid,
-        Scenario {
-            drop_after: Some(DropAfter {
-                stage,
-                always: true,
-            }),
-            ..Scenario::default()
+    let r = run(
+        proto,
+        Case {
+            name: &format!("drop-always-{}", stage.name()),
+            scenario: drop_after(stage, true),
+            options: &[("retry_max_attempts", 3)],
+            // no error callback: not an authorization failure
+            expect: Expect::ErrorOnce(&[]),
+            connections: 4..=4,
+            why: "the first connection and 3 reconnects",
+            fault: &format!(
+                "connection dropped after {} (every time), retry_max_attempts=3",
+                stage.name().to_uppercase()
+            ),
+            outcome: "error path once (budget spent)",
+            ..Case::default()
         },
     );
-    let o = register(
-        &device(&emu, proto, &regid, &[("retry_max_attempts", 3)]),
-        TIMEOUT,
-    );
-    assert_error_once(&o, &regid);
-    assert!(o.errors.is_empty(), "not an authorization failure: {o:?}");
     assert_eq!(
-        emu.connections_accepted(),
-        4,
-        "the first connection and 3 reconnects"
-    );
-    let requests = requests(&emu, if stage == Stage::Poll { POLL } else { REGISTER });
-    assert_eq!(
-        requests.iter().map(|r| r.0).collect::<Vec<_>>(),
+        request_conns(&r.emu, if stage == Stage::Poll { POLL } else { REGISTER }),
         vec![1, 2, 3, 4],
         "the outstanding request is re-sent on every connection"
     );
-    let giving_up: Vec<_> = logs_for(&regid)
-        .into_iter()
-        .filter(|l| l.contains("giving up after 3 retries"))
-        .collect();
-    assert_eq!(giving_up.len(), 1, "{:#?}", logs_for(&regid));
-    row(
-        &format!(
-            "connection dropped after {} (every time), retry_max_attempts=3",
-            stage.name().to_uppercase()
-        ),
-        proto,
-        "error path once (budget spent)",
-        o.elapsed,
-        &emu,
+    assert_eq!(
+        log_count(&r.regid, "giving up after 3 retries"),
+        1,
+        "{:#?}",
+        logs_for(&r.regid)
     );
+    r.row();
 }
 
 both!(drop_always_after_register_spends_the_attempts_budget => |p| dropped_always(p, Stage::Register));
@@ -246,36 +373,29 @@ both!(drop_always_after_poll_spends_the_attempts_budget => |p| dropped_always(p,
 
 /// The time budget: many attempts allowed, but only 2 s from the first fault.
 fn time_budget(proto: Proto) {
-    let regid = regid("drop-always-time", proto);
-    let emu = emulator(
-        &regid,
-        Scenario {
-            drop_after: Some(DropAfter {
-                stage: Stage::Connect,
-                always: true,
-            }),
-            ..Scenario::default()
-        },
-    );
-    let o = register(
-        &device(
-            &emu,
-            proto,
-            &regid,
-            &[
+    let r = run(
+        proto,
+        Case {
+            name: "drop-always-time",
+            scenario: drop_after(Stage::Connect, true),
+            options: &[
                 ("retry_max_attempts", 100),
                 ("retry_max_secs", 2),
                 ("retry_initial_ms", 200),
             ],
-        ),
-        TIMEOUT,
+            expect: Expect::ErrorOnce(&[]),
+            connections: 3..=8,
+            // 200 ms doubling (jitter: half to full): the budget ends after 2 s, long before 100
+            // tries, and the backoff is exponential: at most 2 s / 100 ms + 1 connections.
+            why: "exponential backoff, cut by the time budget",
+            logs: &["giving up after"],
+            fault: "connection dropped after CONNECT (every time), retry_max_secs=2",
+            outcome: "error path once (time budget spent)",
+            ..Case::default()
+        },
     );
-    assert_error_once(&o, &regid);
+    let o = &r.o;
     assert!(o.statuses.is_empty(), "never connected: {o:?}");
-    // 200 ms doubling (jitter: half to full): the budget ends after 2 s, long before 100 tries,
-    // and the backoff is exponential: at most 2 s / 100 ms + 1 connections.
-    let n = emu.connections_accepted();
-    assert!((3..=8).contains(&n), "{n} connections");
     // The last backoff is cut to the end of the budget: the error path comes within one
     // connection attempt of the 2 s, not a whole backoff later.
     assert!(
@@ -283,18 +403,7 @@ fn time_budget(proto: Proto) {
         "{:?}",
         o.elapsed
     );
-    assert!(
-        has_log(&regid, "giving up after"),
-        "{:#?}",
-        logs_for(&regid)
-    );
-    row(
-        "connection dropped after CONNECT (every time), retry_max_secs=2",
-        proto,
-        "error path once (time budget spent)",
-        o.elapsed,
-        &emu,
-    );
+    r.row();
 }
 
 both!(time_budget_ends_the_retries => time_budget);
@@ -302,43 +411,34 @@ both!(time_budget_ends_the_retries => time_budget);
 /// Backoff is exponential with jitter: the gaps between connection attempts grow.
 #[test]
 fn reconnect_backoff_grows_exponentially() {
-    let regid = "backoff-growth";
-    let emu = emulator(
-        regid,
-        Scenario {
-            drop_after: Some(DropAfter {
-                stage: Stage::Connect,
-                always: true,
-            }),
-            ..Scenario::default()
+    let mut r = run(
+        Proto::Mqtt,
+        Case {
+            name: "backoff-growth",
+            scenario: drop_after(Stage::Connect, true),
+            options: &[("retry_max_attempts", 4), ("retry_initial_ms", 200)],
+            expect: Expect::ErrorOnce(&[]),
+            connections: 5..=5,
+            why: "the first connection and 4 reconnects",
+            fault: "backoff between attempts (retry_initial_ms=200)",
+            outcome: "(the delays measured, below)",
+            ..Case::default()
         },
     );
-    let started = Instant::now();
-    let o = register(
-        &device(
-            &emu,
-            Proto::Mqtt,
-            regid,
-            &[("retry_max_attempts", 4), ("retry_initial_ms", 200)],
-        ),
-        TIMEOUT,
-    );
-    assert_error_once(&o, regid);
-    assert_eq!(emu.connections_accepted(), 5);
     // Delays: 100-200, 200-400, 400-800, 800-1600 ms; total at least 1.5 s.
     assert!(
-        started.elapsed() >= Duration::from_millis(1500),
+        r.o.elapsed >= Duration::from_millis(1500),
         "{:?}",
-        started.elapsed()
+        r.o.elapsed
     );
-    let delays: Vec<f64> = logs_for(regid)
+    let delays: Vec<f64> = logs_for(&r.regid)
         .iter()
         .filter_map(|l| {
             let rest = l.split("reconnecting in ").nth(1)?;
             rest.split(' ').next()?.parse().ok()
         })
         .collect();
-    assert_eq!(delays.len(), 4, "{:#?}", logs_for(regid));
+    assert_eq!(delays.len(), 4, "{:#?}", logs_for(&r.regid));
     for (i, d) in delays.iter().enumerate() {
         let full = 0.2 * f64::from(1u32 << i);
         assert!(
@@ -348,35 +448,31 @@ fn reconnect_backoff_grows_exponentially() {
             full / 2.0
         );
     }
-    row(
-        "backoff between attempts (retry_initial_ms=200)",
-        Proto::Mqtt,
-        &format!("delays {delays:?} s"),
-        o.elapsed,
-        &emu,
-    );
+    r.outcome = format!("delays {delays:?} s");
+    r.row();
 }
 
 // ---- slow and silent servers ------------------------------------------------------------
 
 fn delayed(proto: Proto) {
-    let regid = regid("delayed-suback", proto);
-    let emu = emulator(
-        &regid,
-        Scenario {
-            delay_ms: 400,
-            ..Scenario::default()
+    let r = run(
+        proto,
+        Case {
+            name: "delayed-suback",
+            scenario: Scenario {
+                delay_ms: 400,
+                ..Scenario::default()
+            },
+            expect: Expect::Assigned,
+            connections: 1..=1,
+            why: "a slow server is not a fault",
+            fault: "every server packet delayed 400 ms (SUBACK at ~0.8 s)",
+            outcome: "assigned, no reconnect",
+            ..Case::default()
         },
     );
-    let o = register(&device(&emu, proto, &regid, &[]), TIMEOUT);
-    assert_assigned(&o, &regid);
-    assert_eq!(
-        emu.connections_accepted(),
-        1,
-        "a slow server is not a fault"
-    );
     // CONNACK at 0.4 s, SUBACK at 0.8 s; the register request waits for SUBACK.
-    let tl = emu.timeline();
+    let tl = r.emu.timeline();
     let at = |dir: &str, what: &str| {
         tl.iter()
             .find(|e| {
@@ -390,102 +486,68 @@ fn delayed(proto: Proto) {
     let register_at = at("in", REGISTER);
     assert!(suback >= 750.0, "SUBACK delayed: {suback} ms");
     assert!(register_at >= suback, "register after SUBACK");
-    row(
-        "every server packet delayed 400 ms (SUBACK at ~0.8 s)",
-        proto,
-        "assigned, no reconnect",
-        o.elapsed,
-        &emu,
-    );
+    r.row();
 }
 
 both!(delayed_suback_is_waited_for => delayed);
 
 /// Slower than the reply timeout: CONNACK never arrives in time, every attempt times out.
 fn slower_than_timeout(proto: Proto) {
-    let regid = regid("delay-over-timeout", proto);
-    let emu = emulator(
-        &regid,
-        Scenario {
-            delay_ms: 1500,
-            ..Scenario::default()
-        },
-    );
-    let o = register(
-        &device(
-            &emu,
-            proto,
-            &regid,
-            &[("reply_timeout_secs", 1), ("retry_max_attempts", 2)],
-        ),
-        TIMEOUT,
-    );
-    assert_error_once(&o, &regid);
-    assert_eq!(emu.connections_accepted(), 3);
-    assert!(
-        has_log(&regid, "no CONNACK within 1.0 s"),
-        "{:#?}",
-        logs_for(&regid)
-    );
-    row(
-        "server packets delayed 1.5 s, reply_timeout_secs=1, retry_max_attempts=2",
+    run(
         proto,
-        "error path once (CONNACK timeouts, budget spent)",
-        o.elapsed,
-        &emu,
-    );
+        Case {
+            name: "delay-over-timeout",
+            scenario: Scenario {
+                delay_ms: 1500,
+                ..Scenario::default()
+            },
+            options: &[("reply_timeout_secs", 1), ("retry_max_attempts", 2)],
+            expect: Expect::ErrorOnce(&[]),
+            connections: 3..=3,
+            why: "the first connection and 2 reconnects",
+            logs: &["no CONNACK within 1.0 s"],
+            fault: "server packets delayed 1.5 s, reply_timeout_secs=1, retry_max_attempts=2",
+            outcome: "error path once (CONNACK timeouts, budget spent)",
+            ..Case::default()
+        },
+    )
+    .row();
 }
 
 both!(server_slower_than_the_reply_timeout => slower_than_timeout);
 
 fn silent(proto: Proto) {
-    let regid = regid("silent", proto);
-    let emu = emulator(
-        &regid,
-        Scenario {
-            never_reply: true,
-            ..Scenario::default()
+    let r = run(
+        proto,
+        Case {
+            name: "silent",
+            scenario: Scenario {
+                never_reply: true,
+                ..Scenario::default()
+            },
+            options: &[("reply_timeout_secs", 1), ("retry_max_attempts", 2)],
+            expect: Expect::ErrorOnce(&[]),
+            connections: 3..=3,
+            why: "the first connection and 2 reconnects",
+            fault: "server silent (never replies), reply_timeout_secs=1, retry_max_attempts=2",
+            outcome: "error path once (3 reply timeouts)",
+            ..Case::default()
         },
     );
-    let o = register(
-        &device(
-            &emu,
-            proto,
-            &regid,
-            &[("reply_timeout_secs", 1), ("retry_max_attempts", 2)],
-        ),
-        TIMEOUT,
-    );
-    assert_error_once(&o, &regid);
-    assert_eq!(emu.connections_accepted(), 3);
     // The register request is re-sent after each reply timeout, on a new connection.
+    assert_eq!(request_conns(&r.emu, REGISTER), vec![1, 2, 3]);
     assert_eq!(
-        requests(&emu, REGISTER)
-            .iter()
-            .map(|r| r.0)
-            .collect::<Vec<_>>(),
-        vec![1, 2, 3]
-    );
-    let logs = logs_for(&regid);
-    assert_eq!(
-        logs.iter()
-            .filter(|l| l.contains("no reply to the register request within 1.0 s"))
-            .count(),
+        log_count(&r.regid, "no reply to the register request within 1.0 s"),
         3,
-        "{logs:#?}"
+        "{:#?}",
+        logs_for(&r.regid)
     );
     assert!(
-        o.elapsed >= Duration::from_secs(3) && o.elapsed < Duration::from_secs(15),
+        r.o.elapsed >= Duration::from_secs(3) && r.o.elapsed < Duration::from_secs(15),
         "{:?}",
-        o.elapsed
+        r.o.elapsed
     );
-    row(
-        "server silent (never replies), reply_timeout_secs=1, retry_max_attempts=2",
-        proto,
-        "error path once (3 reply timeouts)",
-        o.elapsed,
-        &emu,
-    );
+    r.row();
 }
 
 both!(silent_server_times_out_and_spends_the_budget => silent);
@@ -553,11 +615,10 @@ fn silent_once(proto: Proto) {
         ..Scenario::default()
     });
     let normal = start(Scenario::default());
-    let addr = |e: &Emulator| match proto {
-        Proto::Mqtt => e.mqtt_addr(),
-        Proto::Ws => e.ws_addr(),
-    };
-    let port = relay(vec![(addr(&silent), None), (addr(&normal), None)]);
+    let port = relay(vec![
+        (addr(&silent, proto), None),
+        (addr(&normal, proto), None),
+    ]);
     let mut dev = device(&normal, proto, &regid, &[("reply_timeout_secs", 1)]);
     dev.uri = format!("localhost:{port}");
     let o = register(&dev, TIMEOUT);
@@ -579,10 +640,12 @@ fn silent_once(proto: Proto) {
         logs_for(&regid)
     );
     assert!(o.elapsed >= Duration::from_secs(1), "{:?}", o.elapsed);
-    println!(
-        "FAULT-TABLE | server silent for the first register request, reply_timeout_secs=1 | {} | assigned after 1 reply timeout + reconnect | {:.2} s | 2 |",
-        proto.name(),
-        o.elapsed.as_secs_f64()
+    row(
+        "server silent for the first register request, reply_timeout_secs=1",
+        proto,
+        "assigned after 1 reply timeout + reconnect",
+        o.elapsed,
+        silent.connections_accepted() + normal.connections_accepted(),
     );
 }
 
@@ -593,39 +656,35 @@ both!(silent_once_then_recovers => silent_once);
 /// and the ping timeout reconnects long before the 5 s reply timeout; the poll is re-sent on the
 /// new connection and the registration completes.
 fn black_hole(proto: Proto) {
-    let regid = regid("black-hole", proto);
-    let emu = emulator(&regid, Scenario::default());
-    let addr = match proto {
-        Proto::Mqtt => emu.mqtt_addr(),
-        Proto::Ws => emu.ws_addr(),
-    };
-    let port = relay(vec![(addr, Some(Duration::from_millis(300))), (addr, None)]);
-    // `keepalive` is read as `const int*`: the same bits as this u32.
-    let mut dev = device(&emu, proto, &regid, &[("keepalive", 1)]);
-    dev.uri = format!("localhost:{port}");
-    let o = register(&dev, TIMEOUT);
-    assert_assigned(&o, &regid);
-    assert_eq!(emu.connections_accepted(), 2);
-    let logs = logs_for(&regid);
-    assert!(
-        logs.iter()
-            .any(|l| l.contains("no PINGRESP within 1.0 s; reconnecting")),
-        "{logs:#?}"
+    let r = run(
+        proto,
+        Case {
+            name: "black-hole",
+            // `keepalive` is read as `const int*`: the same bits as this u32.
+            options: &[("keepalive", 1)],
+            relay: Some(&[Some(Duration::from_millis(300)), None]),
+            expect: Expect::Assigned,
+            connections: 2..=2,
+            why: "one reconnect, after the ping timeout",
+            logs: &["no PINGRESP within 1.0 s; reconnecting"],
+            fault: "network black hole 300 ms into the connection (keepalive=1)",
+            outcome: "assigned after a ping timeout + reconnect",
+            ..Case::default()
+        },
     );
-    assert!(!logs.iter().any(|l| l.contains("no reply to")), "{logs:#?}");
-    let polls = requests(&emu, POLL);
+    assert_eq!(
+        log_count(&r.regid, "no reply to"),
+        0,
+        "{:#?}",
+        logs_for(&r.regid)
+    );
+    let polls = requests(&r.emu, POLL);
     assert!(
         polls.iter().all(|p| p.0 == 2) && !polls.is_empty(),
         "the swallowed poll never arrived; it was re-sent on connection 2: {polls:?}"
     );
-    assert!(o.elapsed < Duration::from_secs(6), "{:?}", o.elapsed);
-    row(
-        "network black hole 300 ms into the connection (keepalive=1)",
-        proto,
-        "assigned after a ping timeout + reconnect",
-        o.elapsed,
-        &emu,
-    );
+    assert!(r.o.elapsed < Duration::from_secs(6), "{:?}", r.o.elapsed);
+    r.row();
 }
 
 both!(black_hole_is_detected_by_the_ping_timeout => black_hole);
@@ -633,12 +692,19 @@ both!(black_hole_is_detected_by_the_ping_timeout => black_hole);
 /// No fault: the reference time (register, 202 with retry-after 1, one poll answered 202, a
 /// second answered 200, so about 2 s of waiting the service asked for).
 fn baseline(proto: Proto) {
-    let regid = regid("no-fault", proto);
-    let emu = emulator(&regid, Scenario::default());
-    let o = register(&device(&emu, proto, &regid, &[]), TIMEOUT);
-    assert_assigned(&o, &regid);
-    assert_eq!(emu.connections_accepted(), 1);
-    row("none (reference)", proto, "assigned", o.elapsed, &emu);
+    run(
+        proto,
+        Case {
+            name: "no-fault",
+            expect: Expect::Assigned,
+            connections: 1..=1,
+            why: "no fault",
+            fault: "none (reference)",
+            outcome: "assigned",
+            ..Case::default()
+        },
+    )
+    .row();
 }
 
 both!(baseline_without_faults => baseline);
@@ -647,19 +713,19 @@ both!(baseline_without_faults => baseline);
 
 /// A storm of transient replies the service ends by itself: each reply is reported TRANSIENT
 /// (with its retry-after), the LL client re-sends, the registration completes on the one
-/// connection. `requests` is how many (register, poll) requests the emulator then saw.
-fn transient_storm(
-    proto: Proto,
-    name: &str,
-    scenario: Scenario,
-    transient: usize,
-    requests_seen: (usize, usize),
-    label: &str,
-) {
-    let regid = regid(name, proto);
-    let emu = emulator(&regid, scenario);
-    let o = register(&device(&emu, proto, &regid, &[]), TIMEOUT);
-    assert_assigned(&o, &regid);
+/// connection. `requests_seen` is how many (register, poll) requests the emulator then saw.
+fn transient_storm(proto: Proto, case: Case, transient: usize, requests_seen: (usize, usize)) {
+    let r = run(
+        proto,
+        Case {
+            expect: Expect::Assigned,
+            connections: 1..=1,
+            why: "a transient reply is not a connection fault",
+            outcome: &format!("assigned after {transient} TRANSIENT"),
+            ..case
+        },
+    );
+    let o = &r.o;
     assert_eq!(
         o.statuses
             .iter()
@@ -668,14 +734,12 @@ fn transient_storm(
         transient,
         "TRANSIENT with the retry-after: {o:?}"
     );
-    assert_eq!(
-        emu.connections_accepted(),
-        1,
-        "a transient reply is not a connection fault"
-    );
     // The LL client registers again while it has no operation id, and polls again after it.
     assert_eq!(
-        (requests(&emu, REGISTER).len(), requests(&emu, POLL).len()),
+        (
+            requests(&r.emu, REGISTER).len(),
+            requests(&r.emu, POLL).len()
+        ),
         requests_seen
     );
     // ...and waited the retry-after (1 s) each time.
@@ -684,34 +748,21 @@ fn transient_storm(
         "{:?}",
         o.elapsed
     );
-    row(
-        label,
-        proto,
-        &format!("assigned after {transient} TRANSIENT"),
-        o.elapsed,
-        &emu,
-    );
+    r.row();
 }
 
 fn storm_5xx(proto: Proto) {
-    let scenario = Scenario {
-        error: Some(ErrorReply {
-            status: 503,
-            error_code: 503000,
-            message: "Service unavailable".into(),
-            on: Stage::Register,
-            times: Some(3),
-        }),
-        ..Scenario::default()
-    };
     // 3 × 503 then the 202; one 202 poll and the final 200
     transient_storm(
         proto,
-        "storm-5xx",
-        scenario,
+        Case {
+            name: "storm-5xx",
+            scenario: error_reply(503, "Service unavailable", Stage::Register, Some(3)),
+            fault: "503 to the first 3 register requests",
+            ..Case::default()
+        },
         3,
         (4, 2),
-        "503 to the first 3 register requests",
     );
 }
 
@@ -722,85 +773,67 @@ both!(storm_5xx_is_survived => storm_5xx);
 /// (retry_max_attempts 3 here): after 3 retries the error path, once; the connection itself was
 /// never at fault, so there is one.
 fn endless_5xx(proto: Proto) {
-    let regid = regid("endless-5xx", proto);
-    let emu = emulator(
-        &regid,
-        Scenario {
-            error: Some(ErrorReply {
-                status: 500,
-                error_code: 500000,
-                message: "Internal error".into(),
-                on: Stage::Register,
-                times: None,
-            }),
-            retry_after: Some(1),
-            ..Scenario::default()
+    let r = run(
+        proto,
+        Case {
+            name: "endless-5xx",
+            scenario: Scenario {
+                retry_after: Some(1),
+                ..error_reply(500, "Internal error", Stage::Register, None)
+            },
+            options: &[("retry_max_attempts", 3)],
+            timeout: Duration::from_secs(20),
+            expect: Expect::ErrorOnce(&[]),
+            connections: 1..=1,
+            why: "the connection was never at fault",
+            logs: &["giving up after 3 retries", "DPS replied 500"],
+            fault: "500 to every register request, retry_max_attempts=3",
+            // (the 3 is asserted below)
+            outcome: "3 TRANSIENT, then the error path once (budget spent)",
+            ..Case::default()
         },
     );
-    let o = register(
-        &device(&emu, proto, &regid, &[("retry_max_attempts", 3)]),
-        Duration::from_secs(20),
-    );
-    assert_eq!(o.result, Some(PROV_DEVICE_TRANSPORT_RESULT_ERROR), "{o:?}");
-    assert_eq!(o.data_callbacks, 1);
-    let transient = count(&o, PROV_DEVICE_TRANSPORT_STATUS_TRANSIENT);
-    assert_eq!(transient, 3, "{o:?}");
-    assert_eq!(emu.connections_accepted(), 1);
-    assert!(
-        has_log(&regid, "giving up after 3 retries") && has_log(&regid, "DPS replied 500"),
-        "{:?}",
-        logs_for(&regid)
-    );
-    row(
-        "500 to every register request, retry_max_attempts=3",
-        proto,
-        &format!("{transient} TRANSIENT, then the error path once (budget spent)"),
-        o.elapsed,
-        &emu,
-    );
+    let transient = count(&r.o, PROV_DEVICE_TRANSPORT_STATUS_TRANSIENT);
+    assert_eq!(transient, 3, "{:?}", r.o);
+    r.row();
 }
 
 both!(endless_5xx_ends_when_the_budget_is_spent => endless_5xx);
 
 fn storm_5xx_on_poll(proto: Proto) {
-    let scenario = Scenario {
-        error: Some(ErrorReply {
-            status: 502,
-            error_code: 502000,
-            message: "Bad gateway".into(),
-            on: Stage::Poll,
-            times: Some(2),
-        }),
-        ..Scenario::default()
-    };
     // one register; 2 × 502, then the scenario's 202 and the final 200
     transient_storm(
         proto,
-        "storm-5xx-poll",
-        scenario,
+        Case {
+            name: "storm-5xx-poll",
+            scenario: error_reply(502, "Bad gateway", Stage::Poll, Some(2)),
+            fault: "502 to the first 2 polls",
+            ..Case::default()
+        },
         2,
         (1, 4),
-        "502 to the first 2 polls",
     );
 }
 
 both!(storm_5xx_on_poll_is_survived => storm_5xx_on_poll);
 
 fn storm_429(proto: Proto) {
-    let scenario = Scenario {
-        throttle_429: 3,
-        ..Scenario::default()
-    };
     // 429 to the register and the next two registers, then 202, one 202 poll and the 200
     transient_storm(
         proto,
-        "storm-429",
-        scenario,
+        Case {
+            name: "storm-429",
+            scenario: Scenario {
+                throttle_429: 3,
+                ..Scenario::default()
+            },
+            logs: &["DPS replied 429"],
+            fault: "429 (retry-after 1) to the first 3 requests",
+            ..Case::default()
+        },
         3,
         (4, 2),
-        "429 (retry-after 1) to the first 3 requests",
     );
-    assert!(has_log(&regid("storm-429", proto), "DPS replied 429"));
 }
 
 both!(storm_429_is_survived => storm_429);
@@ -808,34 +841,25 @@ both!(storm_429_is_survived => storm_429);
 // ---- refusals: never retried ------------------------------------------------------------
 
 fn connack_refused(proto: Proto, code: u8) {
-    let regid = regid(&format!("connack-{code}"), proto);
-    let emu = emulator(
-        &regid,
-        Scenario {
-            connack_refuse: Some(code),
-            ..Scenario::default()
+    let r = run(
+        proto,
+        Case {
+            name: &format!("connack-{code}"),
+            scenario: Scenario {
+                connack_refuse: Some(code),
+                ..Scenario::default()
+            },
+            expect: Expect::ErrorOnce(&[PROV_DEVICE_ERROR_KEY_UNAUTHORIZED]),
+            connections: 1..=1,
+            why: "never retried",
+            logs: &[&format!("CONNACK refused with code {code}")],
+            fault: &format!("CONNACK refused (code {code})"),
+            outcome: "error path once + KEY_UNAUTHORIZED, not retried",
+            ..Case::default()
         },
     );
-    let o = register(&device(&emu, proto, &regid, &[]), TIMEOUT);
-    assert_error_once(&o, &regid);
-    assert_eq!(
-        o.errors,
-        vec![PROV_DEVICE_TRANSPORT_ERROR::PROV_DEVICE_ERROR_KEY_UNAUTHORIZED]
-    );
-    assert!(o.statuses.is_empty(), "never connected: {o:?}");
-    assert_eq!(emu.connections_accepted(), 1, "never retried");
-    assert!(
-        has_log(&regid, &format!("CONNACK refused with code {code}")),
-        "{:#?}",
-        logs_for(&regid)
-    );
-    row(
-        &format!("CONNACK refused (code {code})"),
-        proto,
-        "error path once + KEY_UNAUTHORIZED, not retried",
-        o.elapsed,
-        &emu,
-    );
+    assert!(r.o.statuses.is_empty(), "never connected: {:?}", r.o);
+    r.row();
 }
 
 both!(connack_not_authorized_is_not_retried => |p| connack_refused(p, 5));
@@ -843,31 +867,25 @@ both!(connack_not_authorized_is_not_retried => |p| connack_refused(p, 5));
 both!(connack_bad_credentials_is_not_retried => |p| connack_refused(p, 4));
 
 fn suback_failure(proto: Proto) {
-    let regid = regid("suback-fail", proto);
-    let emu = emulator(
-        &regid,
-        Scenario {
-            suback_fail: true,
-            ..Scenario::default()
+    let r = run(
+        proto,
+        Case {
+            name: "suback-fail",
+            scenario: Scenario {
+                suback_fail: true,
+                ..Scenario::default()
+            },
+            expect: Expect::ErrorOnce(&[]),
+            connections: 1..=1,
+            why: "never retried",
+            logs: &["SUBACK refused the subscription"],
+            fault: "SUBACK failure (0x80)",
+            outcome: "error path once, not retried",
+            ..Case::default()
         },
     );
-    let o = register(&device(&emu, proto, &regid, &[]), TIMEOUT);
-    assert_error_once(&o, &regid);
-    assert!(o.errors.is_empty(), "{o:?}");
-    assert_eq!(emu.connections_accepted(), 1, "never retried");
-    assert!(requests(&emu, REGISTER).is_empty(), "nothing was sent");
-    assert!(
-        has_log(&regid, "SUBACK refused the subscription"),
-        "{:#?}",
-        logs_for(&regid)
-    );
-    row(
-        "SUBACK failure (0x80)",
-        proto,
-        "error path once, not retried",
-        o.elapsed,
-        &emu,
-    );
+    assert!(requests(&r.emu, REGISTER).is_empty(), "nothing was sent");
+    r.row();
 }
 
 both!(suback_failure_takes_the_error_path => suback_failure);
@@ -880,16 +898,7 @@ both!(suback_failure_takes_the_error_path => suback_failure);
 fn stopped_during_backoff(proto: Proto, destroy_only: bool) {
     let name = if destroy_only { "destroy" } else { "close" };
     let regid = regid(&format!("{name}-in-backoff"), proto);
-    let emu = emulator(
-        &regid,
-        Scenario {
-            drop_after: Some(DropAfter {
-                stage: Stage::Connect,
-                always: true,
-            }),
-            ..Scenario::default()
-        },
-    );
+    let emu = emulator(&regid, drop_after(Stage::Connect, true));
     capture_logs();
     let mut dev = Device::x509_on(&emu, proto, &regid)
         .trace(false)
@@ -930,7 +939,7 @@ fn stopped_during_backoff(proto: Proto, destroy_only: bool) {
         proto,
         "no callback, no reconnect in the next 2.5 s",
         started.elapsed(),
-        &emu,
+        emu.connections_accepted(),
     );
 }
 
