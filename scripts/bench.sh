@@ -41,21 +41,8 @@ fi
 [ -e /dev/net/tun ] || { mkdir -p /dev/net && mknod /dev/net/tun c 10 200; }
 
 VENV=benches/.venv
-if ! "$VENV/bin/python" -c 'import matplotlib' 2>/dev/null; then
-  echo "== installing matplotlib into $VENV"
-  python3 -m venv "$VENV"
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check -r benches/requirements.txt
-fi
 FID=dps-emulator/fidelity
-if ! "$FID/.venv/bin/python" -c 'import azure.iot.device' 2>/dev/null; then
-  echo "== installing azure-iot-device into $FID/.venv"
-  python3 -m venv "$FID/.venv"
-  "$FID/.venv/bin/pip" install --quiet --disable-pip-version-check -r "$FID/requirements.txt"
-fi
-if [ ! -d "$FID/node/node_modules/azure-iot-provisioning-device-mqtt" ]; then
-  echo "== installing the Node provisioning SDK into $FID/node/node_modules"
-  (cd "$FID/node" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
-fi
+scripts/install-peers.sh --bench
 
 # --- builds -------------------------------------------------------------------------------------
 TD=${CARGO_TARGET_DIR:-$ROOT/target}

@@ -10,7 +10,7 @@ modes=("$@")
 jobs=$(( $(nproc) * 2 ))
 
 echo "== CMake package: cargo build through cmake, install into build/prefix"
-cargo build --release --quiet -p dps-emulator
+cargo build --quiet -p dps-emulator   # debug, as the Rust tests use it: it only serves them
 cmake -S cmake -B build/cmake -DPMT_CARGO_TARGET_DIR="$PWD/target" >/dev/null
 cmake --build build/cmake
 rm -rf build/prefix
@@ -97,7 +97,7 @@ for mode in "${modes[@]}"; do
     esac
     echo "== C harness ($mode)"
     cmake -S ctest -B "build/ctest-$mode" -Dprov_mqtt_transport_DIR="$PWD/build/prefix/lib/cmake/prov_mqtt_transport" \
-        -DDPS_EMULATOR="$PWD/target/release/dps-emulator" "${flags[@]}" >/dev/null
+        -DDPS_EMULATOR="$PWD/target/debug/dps-emulator" "${flags[@]}" >/dev/null
     cmake --build "build/ctest-$mode" -- -s >/dev/null
     if ! ctest --test-dir "build/ctest-$mode" -j "$jobs" "${exclude[@]}" --output-on-failure >"build/ctest-$mode.log" 2>&1; then
         grep -v ' Passed ' "build/ctest-$mode.log"

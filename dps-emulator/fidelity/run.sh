@@ -28,15 +28,7 @@ die() { echo "FAIL setup: $*"; echo "0 passed, 1 failed"; exit 1; }
 
 # --- tools -------------------------------------------------------------------------------
 VENV="$HERE/.venv"
-if ! "$VENV/bin/python" -c 'import azure.iot.device' 2>/dev/null; then
-  python3 -m venv "$VENV" || die "python3 -m venv failed (apt-get install python3-venv?)"
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$HERE/requirements.txt" \
-    || die "pip install of azure-iot-device failed"
-fi
-if [ ! -d "$HERE/node/node_modules/azure-iot-provisioning-device-mqtt" ]; then
-  (cd "$HERE/node" && npm ci --no-audit --no-fund --loglevel=error >/dev/null) \
-    || die "npm ci in fidelity/node failed"
-fi
+"$ROOT/scripts/install-peers.sh" || die "installing the peer SDKs failed (scripts/install-peers.sh)"
 
 # --- emulator ----------------------------------------------------------------------------
 (cd "$ROOT" && cargo build --quiet -p dps-emulator) || die "cargo build -p dps-emulator failed"
