@@ -11,7 +11,9 @@
  * test checks OUR documented behaviour and says so.
  *
  * Names: ut_<sdk test name> for the common tests, ut_mqtt_<x> / ut_ws_<x> for the TLS / WS client
- * tests. Registration ids start with "ut-"; X.509 devices 20..29 are used here.
+ * tests, args_<x> for the argument checks no SDK test names (this file is the one home of NULL
+ * arguments: with the ut_*_NULL* rows, each on both tables, NULL reaches every pointer parameter of
+ * every slot of both tables). Registration ids start with "ut-"; X.509 devices 20..29 are used here.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -272,8 +274,12 @@ static int create_refused(int ws, const char* uri, int type, const char* scope, 
     return ok;
 }
 
+/* And with scope and api version NULL too: the line names the first, uri. */
 TEST(ut_create_uri_NULL_fail) {
-    for (int ws = 0; ws < 2; ws++) CHECK(create_refused(ws, NULL, X509, emu_scope(), API, "uri"));
+    for (int ws = 0; ws < 2; ws++) {
+        CHECK(create_refused(ws, NULL, X509, emu_scope(), API, "uri"));
+        CHECK(create_refused(ws, NULL, X509, NULL, NULL, "uri"));
+    }
 }
 
 TEST(ut_create_scope_id_NULL_fail) {
@@ -291,6 +297,7 @@ TEST(ut_create_fail) {
     for (int ws = 0; ws < 2; ws++) {
         CHECK(create_refused(ws, "", SYMM, emu_scope(), API, "uri"));
         CHECK(create_refused(ws, "localhost:notaport", SYMM, emu_scope(), API, "port"));
+        CHECK(create_refused(ws, "mqtts://host/x", SYMM, emu_scope(), API, "without a scheme or path"));
         CHECK(create_refused(ws, emu_uri(ws), SYMM, "", API, "scope_id"));
         CHECK(create_refused(ws, emu_uri(ws), SYMM, emu_scope(), "", "api_version"));
         CHECK(create_refused(ws, emu_uri(ws), 3, emu_scope(), API, "TRANSPORT_HSM_TYPE"));
@@ -394,15 +401,17 @@ TEST(ut_destroy_succeed) {
 
 /* A failed open changes nothing: no connection, no callback on dowork, and a correct open
  * afterwards succeeds (so the failed one did not leave the handle open). */
-static int open_refused(int hsm, const char* regid_arg, BUFFER_HANDLE ek, BUFFER_HANDLE srk, int with_data_cb,
-                        int with_status_cb, int with_challenge_cb, const char* word) {
+static int open_refused_on(int ws, int hsm, const char* regid_arg, BUFFER_HANDLE ek, BUFFER_HANDLE srk, int with_data_cb,
+                           int with_status_cb, int with_challenge_cb, const char* word) {
     DEVICE d;
-    device_init(&d, 0, "ut-open-refused");
+    device_init(&d, ws, "ut-open-refused");
     if (hsm == X509) d.credential = CRED_X509, d.x509_index = 20;
     if (device_create(&d) != 0) return 0;
+    /* a callback left out goes with a NULL context */
     int ok = REFUSED(d.table->prov_transport_open(d.handle, regid_arg, ek, srk, with_data_cb ? on_registration_data : NULL,
-                                                  &d, with_status_cb ? on_status : NULL, &d,
-                                                  with_challenge_cb ? on_challenge : NULL, &d),
+                                                  with_data_cb ? &d : NULL, with_status_cb ? on_status : NULL,
+                                                  with_status_cb ? &d : NULL, with_challenge_cb ? on_challenge : NULL,
+                                                  with_challenge_cb ? &d : NULL),
                      word);
     device_idle(&d, 0.1);
     if (d.status_count != 0 || d.challenge_count != 0 || d.data_count != 0) {
@@ -418,6 +427,15 @@ static int open_refused(int hsm, const char* regid_arg, BUFFER_HANDLE ek, BUFFER
     return ok;
 }
 
+/* open_refused_on each table. */
+static int open_refused(int hsm, const char* regid_arg, BUFFER_HANDLE ek, BUFFER_HANDLE srk, int with_data_cb,
+                        int with_status_cb, int with_challenge_cb, const char* word) {
+    int ok = 1;
+    for (int ws = 0; ws < 2; ws++)
+        ok &= open_refused_on(ws, hsm, regid_arg, ek, srk, with_data_cb, with_status_cb, with_challenge_cb, word);
+    return ok;
+}
+
 TEST(ut_open_handle_NULL_fail) {
     DEVICE d;
     device_init(&d, 0, "ut-open-handle-null");
@@ -428,9 +446,11 @@ TEST(ut_open_handle_NULL_fail) {
 }
 
 /* The SDK's test of this name actually passes a NULL data_callback (REQUIREMENTS.md, SDK test 11); both the
- * name's case and the SDK's arguments are checked. */
+ * name's case and the SDK's arguments are checked, and every pointer NULL at once (the line names the
+ * first, registration_id). */
 TEST(ut_open_registration_id_NULL_fail) {
     CHECK(open_refused(SYMM, NULL, NULL, NULL, 1, 1, 1, "registration_id"));
+    CHECK(open_refused(SYMM, NULL, NULL, NULL, 0, 0, 0, "registration_id"));
     CHECK(open_refused(SYMM, "ut-open-refused", NULL, NULL, 0, 1, 1, "data_callback"));
 }
 
@@ -577,16 +597,19 @@ TEST(ut_register_device_handle_NULL_succeed) {
     CHECK(REFUSED(table_for(1)->prov_transport_register(NULL, on_parse, on_create_json, &d), "handle"));
 }
 
-/* NULL json_create_cb (the SDK's case) and NULL json_parse_cb: refused, and nothing changed (a
- * correct register afterwards is accepted). */
+/* NULL json_create_cb (the SDK's case), NULL json_parse_cb, and both (with a NULL context): refused on
+ * both tables, and nothing changed (a correct register afterwards is accepted). */
 TEST(ut_register_device_cb_NULL_succeed) {
-    DEVICE d;
-    device_init(&d, 0, "ut-register-cb-null");
-    CHECK_EQ_INT(device_create(&d), 0);
-    CHECK(REFUSED(d.table->prov_transport_register(d.handle, on_parse, NULL, &d), "json_create_cb"));
-    CHECK(REFUSED(d.table->prov_transport_register(d.handle, NULL, on_create_json, &d), "json_parse_cb"));
-    CHECK_EQ_INT(d.table->prov_transport_register(d.handle, on_parse, on_create_json, &d), 0);
-    device_finish(&d);
+    for (int ws = 0; ws < 2; ws++) {
+        DEVICE d;
+        device_init(&d, ws, "ut-register-cb-null");
+        CHECK_EQ_INT(device_create(&d), 0);
+        CHECK(REFUSED(d.table->prov_transport_register(d.handle, on_parse, NULL, &d), "json_create_cb"));
+        CHECK(REFUSED(d.table->prov_transport_register(d.handle, NULL, on_create_json, &d), "json_parse_cb"));
+        CHECK(REFUSED(d.table->prov_transport_register(d.handle, NULL, NULL, NULL), "json_parse_cb"));
+        CHECK_EQ_INT(d.table->prov_transport_register(d.handle, on_parse, on_create_json, &d), 0);
+        device_finish(&d);
+    }
 }
 
 /* SDK: 0 and no calls; works before open. Observable: register before open returns 0 and sends
@@ -1053,29 +1076,32 @@ TEST(ut_x509_cert_succeed) {
     device_finish(&d);
 }
 
-/* SDK: neg over the two copies (a NULL key fails the second). Analogue: a NULL certificate, a
- * NULL key, text that is not a certificate, text that is not a key, and a key of another
- * device are each refused with one log line, and the pair stored before stays in use (the
- * registration succeeds with it). */
+/* SDK: neg over the two copies (a NULL key fails the second). Analogue, on both tables: a NULL
+ * certificate, a NULL key, both NULL, text that is not a certificate, text that is not a key, and a
+ * key of another device are each refused with one log line, and the pair stored before stays in
+ * use (the registration succeeds with it). */
 TEST(ut_x509_cert_fail) {
-    DEVICE d;
-    device_init(&d, 0, emu_x509_id(23));
-    d.credential = CRED_X509;
-    d.x509_index = 23;
-    CHECK_EQ_INT(device_create(&d), 0);
-    PROV_DEVICE_TRANSPORT_HANDLE h = d.handle;
-    CHECK_EQ_INT(d.table->prov_transport_x509_cert(h, emu_x509_cert(23), emu_x509_key(23)), 0);
-    CHECK(REFUSED(d.table->prov_transport_x509_cert(h, NULL, emu_x509_key(23)), "certificate"));
-    CHECK(REFUSED(d.table->prov_transport_x509_cert(h, emu_x509_cert(23), NULL), "private_key"));
-    CHECK(REFUSED(d.table->prov_transport_x509_cert(h, "not a certificate", emu_x509_key(23)), "cannot use the client certificate"));
-    CHECK(REFUSED(d.table->prov_transport_x509_cert(h, emu_x509_cert(23), "not a key"), "cannot use the private key"));
-    CHECK(REFUSED(d.table->prov_transport_x509_cert(h, emu_x509_cert(23), emu_x509_key(22)), "does not belong to the client certificate"));
-    CHECK_EQ_INT(d.table->prov_transport_trusted_cert(h, d.trusted_ca), 0);
-    CHECK_EQ_INT(device_open(&d), 0);
-    CHECK(device_run(&d, WAIT));
-    CHECK_EQ_INT(d.result, RES_OK);
-    CHECK_EQ_INT(d.error_count, 0);
-    device_finish(&d);
+    for (int ws = 0; ws < 2; ws++) {
+        DEVICE d;
+        device_init(&d, ws, emu_x509_id(23));
+        d.credential = CRED_X509;
+        d.x509_index = 23;
+        CHECK_EQ_INT(device_create(&d), 0);
+        PROV_DEVICE_TRANSPORT_HANDLE h = d.handle;
+        CHECK_EQ_INT(d.table->prov_transport_x509_cert(h, emu_x509_cert(23), emu_x509_key(23)), 0);
+        CHECK(REFUSED(d.table->prov_transport_x509_cert(h, NULL, emu_x509_key(23)), "certificate"));
+        CHECK(REFUSED(d.table->prov_transport_x509_cert(h, emu_x509_cert(23), NULL), "private_key"));
+        CHECK(REFUSED(d.table->prov_transport_x509_cert(h, NULL, NULL), "certificate"));
+        CHECK(REFUSED(d.table->prov_transport_x509_cert(h, "not a certificate", emu_x509_key(23)), "cannot use the client certificate"));
+        CHECK(REFUSED(d.table->prov_transport_x509_cert(h, emu_x509_cert(23), "not a key"), "cannot use the private key"));
+        CHECK(REFUSED(d.table->prov_transport_x509_cert(h, emu_x509_cert(23), emu_x509_key(22)), "does not belong to the client certificate"));
+        CHECK_EQ_INT(d.table->prov_transport_trusted_cert(h, d.trusted_ca), 0);
+        CHECK_EQ_INT(device_open(&d), 0);
+        CHECK(device_run(&d, WAIT));
+        CHECK_EQ_INT(d.result, RES_OK);
+        CHECK_EQ_INT(d.error_count, 0);
+        device_finish(&d);
+    }
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -1087,11 +1113,13 @@ TEST(ut_set_trusted_cert_handle_NULL) {
 }
 
 TEST(ut_set_trusted_cert_cert_NULL_fail) {
-    DEVICE d;
-    device_init(&d, 0, "ut-trusted-null");
-    CHECK_EQ_INT(device_create(&d), 0);
-    CHECK(REFUSED(d.table->prov_transport_trusted_cert(d.handle, NULL), "certificate"));
-    device_finish(&d);
+    for (int ws = 0; ws < 2; ws++) {
+        DEVICE d;
+        device_init(&d, ws, "ut-trusted-null");
+        CHECK_EQ_INT(device_create(&d), 0);
+        CHECK(REFUSED(d.table->prov_transport_trusted_cert(d.handle, NULL), "certificate"));
+        device_finish(&d);
+    }
 }
 
 /* SDK: one copy -> 0. Observable: the stored copy is what verifies the server (the caller's
@@ -1146,23 +1174,27 @@ TEST(ut_set_proxy_handle_NULL_fail) {
 }
 
 TEST(ut_set_proxy_proxy_NULL_fail) {
-    DEVICE d;
-    device_init(&d, 0, "ut-proxy-null");
-    CHECK_EQ_INT(device_create(&d), 0);
-    CHECK(REFUSED(d.table->prov_transport_set_proxy(d.handle, NULL), "proxy_option"));
-    device_finish(&d);
+    for (int ws = 0; ws < 2; ws++) {
+        DEVICE d;
+        device_init(&d, ws, "ut-proxy-null");
+        CHECK_EQ_INT(device_create(&d), 0);
+        CHECK(REFUSED(d.table->prov_transport_set_proxy(d.handle, NULL), "proxy_option"));
+        device_finish(&d);
+    }
 }
 
 /* A password without a user name (the SDK's case), and a user name without a password. */
 TEST(ut_set_proxy_no_username_fail) {
-    DEVICE d;
-    device_init(&d, 0, "ut-proxy-no-username");
-    CHECK_EQ_INT(device_create(&d), 0);
-    HTTP_PROXY_OPTIONS p = {"127.0.0.1", proxy_port(), NULL, proxy_password()};
-    CHECK(REFUSED(d.table->prov_transport_set_proxy(d.handle, &p), "username"));
-    HTTP_PROXY_OPTIONS q = {"127.0.0.1", proxy_port(), proxy_user(), NULL};
-    CHECK(REFUSED(d.table->prov_transport_set_proxy(d.handle, &q), "password"));
-    device_finish(&d);
+    for (int ws = 0; ws < 2; ws++) {
+        DEVICE d;
+        device_init(&d, ws, "ut-proxy-no-username");
+        CHECK_EQ_INT(device_create(&d), 0);
+        HTTP_PROXY_OPTIONS p = {"127.0.0.1", proxy_port(), NULL, proxy_password()};
+        CHECK(REFUSED(d.table->prov_transport_set_proxy(d.handle, &p), "username"));
+        HTTP_PROXY_OPTIONS q = {"127.0.0.1", proxy_port(), proxy_user(), NULL};
+        CHECK(REFUSED(d.table->prov_transport_set_proxy(d.handle, &q), "password"));
+        device_finish(&d);
+    }
 }
 
 /* "Proxy-Authorization: Basic <base64(user:password)>" */
@@ -1230,13 +1262,19 @@ TEST(ut_set_proxy_2_succeed) {
     CHECK(register_through_tinyproxy(0, "ut-proxy-2-succeed", -1));
 }
 
+/* A NULL host, through set_proxy and the proxy_data option, and a NULL host with credentials. */
 TEST(ut_set_proxy_hostname_NULL_fail) {
-    DEVICE d;
-    device_init(&d, 0, "ut-proxy-hostname-null");
-    CHECK_EQ_INT(device_create(&d), 0);
-    HTTP_PROXY_OPTIONS p = {NULL, proxy_port(), NULL, NULL};
-    CHECK(REFUSED(d.table->prov_transport_set_proxy(d.handle, &p), "host_address"));
-    device_finish(&d);
+    for (int ws = 0; ws < 2; ws++) {
+        DEVICE d;
+        device_init(&d, ws, "ut-proxy-hostname-null");
+        CHECK_EQ_INT(device_create(&d), 0);
+        HTTP_PROXY_OPTIONS p = {NULL, proxy_port(), NULL, NULL};
+        CHECK(REFUSED(d.table->prov_transport_set_proxy(d.handle, &p), "host_address"));
+        CHECK(REFUSED(d.table->prov_transport_set_option(d.handle, "proxy_data", &p), "host_address"));
+        HTTP_PROXY_OPTIONS with_credentials = {NULL, proxy_port(), proxy_user(), proxy_password()};
+        CHECK(REFUSED(d.table->prov_transport_set_proxy(d.handle, &with_credentials), "host_address"));
+        device_finish(&d);
+    }
 }
 
 /* SDK: neg over the three copies (rolled back). Analogue: proxy settings we cannot use (empty
@@ -1326,12 +1364,15 @@ TEST(ut_set_option_handle_NULL_fail) {
 }
 
 TEST(ut_set_option_option_NULL_fail) {
-    DEVICE d;
-    device_init(&d, 0, "ut-option-null");
-    CHECK_EQ_INT(device_create(&d), 0);
-    int keepalive = 5;
-    CHECK(REFUSED(d.table->prov_transport_set_option(d.handle, NULL, &keepalive), "option_name"));
-    device_finish(&d);
+    for (int ws = 0; ws < 2; ws++) {
+        DEVICE d;
+        device_init(&d, ws, "ut-option-null");
+        CHECK_EQ_INT(device_create(&d), 0);
+        int keepalive = 5;
+        CHECK(REFUSED(d.table->prov_transport_set_option(d.handle, NULL, &keepalive), "option_name"));
+        CHECK(REFUSED(d.table->prov_transport_set_option(d.handle, NULL, NULL), "option_name"));
+        device_finish(&d);
+    }
 }
 
 /* DIFFERENT FROM THE SDK ON PURPOSE: the SDK hands "test_option" to its TLS layer (which accepts
@@ -1391,6 +1432,77 @@ TEST(ut_set_option_fail) {
     CHECK_EQ_INT(d.result, RES_OK);
     device_finish(&d);
     CHECK(emu_log_has("ut-option-fail", "keep-alive 5s", 10));
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* beyond the SDK's tests: a NULL value for every option name                                 */
+
+/* The options whose NULL value removes what was set (README, options table: "NULL removes it"). */
+static const char* const NULL_REMOVES[] = {"certificate_signing_request", "api_version", "registration_info_hook"};
+
+static int null_removes(const char* name) {
+    for (size_t i = 0; i < sizeof NULL_REMOVES / sizeof NULL_REMOVES[0]; i++)
+        if (strcmp(name, NULL_REMOVES[i]) == 0) return 1;
+    return 0;
+}
+
+/* The names set_option supports, as its refusal of an unknown name lists them ("... (supported:
+ * a, b, c)"), into out; 0 when that refusal or its list is missing. */
+static int supported_option_names(const PROV_DEVICE_TRANSPORT_PROVIDER* t, PROV_DEVICE_TRANSPORT_HANDLE h, char* out,
+                                  size_t size) {
+    static const char intro[] = "(supported: ";
+    int value = 1;
+    capture_stderr_begin();
+    int rc = t->prov_transport_set_option(h, "no_such_option", &value);
+    char* log = capture_stderr_end();
+    const char* list = strstr(log, intro);
+    const char* end = list ? strchr(list, ')') : NULL;
+    int ok = rc != 0 && error_lines(log) == 1 && end != NULL && (size_t)(end - list) < size;
+    if (ok)
+        snprintf(out, size, "%.*s", (int)(end - list - (sizeof intro - 1)), list + sizeof intro - 1);
+    else
+        harness_note("set_option(\"no_such_option\"): rc %d, no list of supported names in: %s", rc, log);
+    free(log);
+    return ok;
+}
+
+/* Every option set_option supports (the list its refusal of an unknown name gives, so a new
+ * option is in here the day it exists), with a NULL value, on both tables: the options NULL
+ * removes return 0 without a log line; every other is refused with one line naming the option.
+ * None of it changed the handle: afterwards a correct open with NULL contexts returns 0 (a
+ * refused one left it closed), and so does a register with a NULL context. */
+TEST(args_NULL_value_for_every_option_on_both_tables) {
+    for (int ws = 0; ws < 2; ws++) {
+        const PROV_DEVICE_TRANSPORT_PROVIDER* t = table_for(ws);
+        PROV_DEVICE_TRANSPORT_HANDLE h = t->prov_transport_create(emu_uri(ws), SYMM, emu_scope(), API, NULL, NULL);
+        CHECK(h != NULL);
+        char names[1024];
+        CHECK(supported_option_names(t, h, names, sizeof names));
+        int options = 0, removable = 0;
+        char* rest = names;
+        for (char* name = strtok_r(names, ", ", &rest); name != NULL; name = strtok_r(NULL, ", ", &rest), options++) {
+            if (!null_removes(name)) {
+                CHECK(REFUSED(t->prov_transport_set_option(h, name, NULL), name));
+                continue;
+            }
+            capture_stderr_begin();
+            int rc = t->prov_transport_set_option(h, name, NULL);
+            char* log = capture_stderr_end();
+            int lines = error_lines(log);
+            free(log);
+            if (rc != 0 || lines != 0) harness_note("%s = NULL on %s: rc %d, %d error line(s)", name, ws ? "ws" : "mqtt", rc, lines);
+            CHECK(rc == 0 && lines == 0);
+            removable++;
+        }
+        /* each option NULL removes is one of the supported names, and there are others */
+        CHECK_EQ_INT(removable, sizeof NULL_REMOVES / sizeof NULL_REMOVES[0]);
+        CHECK(options > removable);
+        CHECK_EQ_INT(t->prov_transport_open(h, "ut-args-null", NULL, NULL, on_registration_data, NULL, on_status, NULL,
+                                            on_challenge, NULL),
+                     0);
+        CHECK_EQ_INT(t->prov_transport_register(h, on_parse, on_create_json, NULL), 0);
+        t->prov_transport_destroy(h);
+    }
 }
 
 /* ------------------------------------------------------------------------------------------ */

@@ -79,7 +79,7 @@ tests=$(grep -ohE '^TEST\([A-Za-z0-9_]+\)' ctest/*.c | sed 's/TEST(\(.*\))/\1/' 
 named=$(grep -oE '`[A-Za-z0-9_]+`' ctest/REQUIREMENTS.md | tr -d '`' | sort -u)
 missing=$(comm -23 <(echo "$tests") <(echo "$named"))
 [ -z "$missing" ] || { echo "not in ctest/REQUIREMENTS.md: $missing" >&2; exit 1; }
-for t in $(grep -oE '`(ut|abi|robustness|process|PROV|SRS)_[A-Za-z0-9_]+`' ctest/REQUIREMENTS.md | tr -d '`' | sort -u); do
+for t in $(grep -oE '`(ut|args|abi|robustness|process|PROV|SRS)_[A-Za-z0-9_]+`' ctest/REQUIREMENTS.md | tr -d '`' | sort -u); do
     grep -qx "$t" <<<"$tests" || { echo "ctest/REQUIREMENTS.md names $t, which is not a test" >&2; exit 1; }
 done
 echo "$(wc -l <<<"$tests") C tests, all mapped"

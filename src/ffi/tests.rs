@@ -3,9 +3,10 @@
 //!
 //! The boundary's argument checks are tested from outside, where there is one copy of this crate
 //! (a unit test that drove the tables through `testkit` would link a second one): the C harness
-//! for what a C customer observes (a refusal and its one log line, `ctest/test_sdk_ut.c`), and
-//! `tests/all/hostile_caller.rs` on both tables through the test kit's LL-client stand-in. The map is
-//! in ctest/REQUIREMENTS.md, "Where each behaviour is tested".
+//! for what a C customer observes (a refusal and its one log line, `ctest/test_sdk_ut.c`; the one
+//! home of NULL arguments), and `tests/all/hostile_caller.rs` (hostile values other than NULL) on
+//! both tables through the test kit's LL-client stand-in. The map is in ctest/REQUIREMENTS.md,
+//! "Where each behaviour is tested".
 
 use std::cell::Cell;
 use std::ffi::CString;
