@@ -167,6 +167,20 @@ void device_init(DEVICE* d, int ws, const char* registration_id) {
     d->owner = pthread_self();
 }
 
+const char* transport_kind(int ws) { return ws ? "ws" : "mqtt"; }
+
+void device_init_named(DEVICE* d, int ws, const char* prefix) {
+    char id[sizeof d->registration_id];
+    snprintf(id, sizeof id, "%s-%s", prefix, transport_kind(ws));
+    device_init(d, ws, id);
+}
+
+void device_init_x509(DEVICE* d, int ws, int n) {
+    device_init(d, ws, emu_x509_id(n));
+    d->credential = CRED_X509;
+    d->x509_index = n;
+}
+
 int device_create(DEVICE* d) {
     TRANSPORT_HSM_TYPE hsm = d->credential == CRED_SAS ? TRANSPORT_HSM_TYPE_SYMM_KEY : TRANSPORT_HSM_TYPE_X509;
     if (d->credential == CRED_SAS && d->sas_token == NULL) d->sas_token = emu_sas_token(d->registration_id);
@@ -177,6 +191,11 @@ int device_create(DEVICE* d) {
 int device_open(DEVICE* d) {
     return d->table->prov_transport_open(d->handle, d->registration_id, NULL, NULL, on_registration_data, d, on_status,
                                          d, on_challenge, d);
+}
+
+int device_trust_and_open(DEVICE* d) {
+    if (d->table->prov_transport_trusted_cert(d->handle, d->trusted_ca) != 0) return 1;
+    return device_open(d);
 }
 
 int device_start(DEVICE* d) {
@@ -231,6 +250,24 @@ int device_run_until_status(DEVICE* d, int n, double timeout_s) {
         sleep_ms(1);
     }
     return d->status_count >= n;
+}
+
+int device_connect_only(DEVICE* d, double timeout_s) {
+    d->auto_register = 0;
+    return device_start(d) == 0 && device_run_until_connected(d, timeout_s);
+}
+
+int device_run_to_register_reply(DEVICE* d, double timeout_s) {
+    d->auto_poll = 0;
+    return device_start(d) == 0 && device_run_until_status(d, 2, timeout_s);
+}
+
+int device_run_captured(DEVICE* d, double timeout_s, double idle_s, char** log) {
+    capture_stderr_begin();
+    int arrived = device_run(d, timeout_s);
+    if (idle_s > 0) device_idle(d, idle_s);
+    *log = capture_stderr_end();
+    return arrived;
 }
 
 void device_idle(DEVICE* d, double seconds) {

@@ -73,11 +73,19 @@ typedef struct DEVICE {
 
 /* Fills in defaults: SAS credential, the emulator's root CA, LL-like behaviour. */
 void device_init(DEVICE* d, int ws, const char* registration_id);
+/* "ws" or "mqtt". */
+const char* transport_kind(int ws);
+/* device_init with the registration id "<prefix>-<transport_kind(ws)>" (in d->registration_id). */
+void device_init_named(DEVICE* d, int ws, const char* prefix);
+/* device_init for X.509 device n: its registration id, credential and certificate index. */
+void device_init_x509(DEVICE* d, int ws, int n);
 /* create + options (trusted cert, x509, proxy) + open; 0 on success. */
 int device_start(DEVICE* d);
 /* create only (options and open are left to the test). */
 int device_create(DEVICE* d);
 int device_open(DEVICE* d);
+/* trusted_cert (d->trusted_ca) then open, for a handle the test created and set up; 0 on success. */
+int device_trust_and_open(DEVICE* d);
 /* One dowork, as the LL client does it, plus its register/poll scheduling. */
 void device_step(DEVICE* d);
 /* Steps until data_callback arrived or timeout_s passed; 1 if it arrived. */
@@ -86,6 +94,13 @@ int device_run(DEVICE* d, double timeout_s);
 int device_run_until_connected(DEVICE* d, double timeout_s);
 /* Steps until status_count reaches n; 1 if it did. */
 int device_run_until_status(DEVICE* d, int n, double timeout_s);
+/* With auto_register off: start, and step until CONNECTED; 1 if started and connected. */
+int device_connect_only(DEVICE* d, double timeout_s);
+/* With auto_poll off: start, and step until the register reply's status (the second); 1 if it came. */
+int device_run_to_register_reply(DEVICE* d, double timeout_s);
+/* device_run with stderr captured, stepping idle_s more inside the capture; *log gets what was
+ * written (malloc'ed). 1 if data_callback arrived. */
+int device_run_captured(DEVICE* d, double timeout_s, double idle_s, char** log);
 /* Steps for a while, whatever happens. */
 void device_idle(DEVICE* d, double seconds);
 /* close (if the handle is open) and destroy; frees what the driver holds. */
@@ -93,6 +108,13 @@ void device_finish(DEVICE* d);
 
 /* One registration end to end; 1 when assigned. */
 int device_register(DEVICE* d, double timeout_s);
+
+/* Two checks at the caller's line: data_callback arrived within timeout_s, and with OK. */
+#define CHECK_RUN_OK(d, timeout_s)                                  \
+    do {                                                            \
+        CHECK(device_run((d), (timeout_s)));                        \
+        CHECK_EQ_INT((d)->result, PROV_DEVICE_TRANSPORT_RESULT_OK); \
+    } while (0)
 
 /* The authorization-key buffers this process handed out and BUFFER_delete freed. */
 extern int buffers_created, buffers_deleted;

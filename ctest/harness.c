@@ -252,6 +252,20 @@ char* emu_connections(const char* registration_id, int min_connections, double t
     }
 }
 
+int emu_connection_count(const char* registration_id, int min_connections, double timeout_s) {
+    char* conns = emu_connections(registration_id, min_connections, timeout_s);
+    int n = connection_count(conns);
+    free(conns);
+    return n;
+}
+
+int emu_count_of(const char* registration_id, int min_connections, double timeout_s, const char* needle) {
+    char* conns = emu_connections(registration_id, min_connections, timeout_s);
+    int n = count_of(conns, needle);
+    free(conns);
+    return n;
+}
+
 /* --- stderr capture ----------------------------------------------------------------------- */
 
 static int saved_stderr = -1;

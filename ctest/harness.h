@@ -82,6 +82,9 @@ char* emu_connections(const char* registration_id, int min_connections, double t
 int count_of(const char* haystack, const char* needle);
 /* Number of connection lines in a text returned by emu_connections. */
 int connection_count(const char* connections);
+/* connection_count, and count_of needle, in emu_connections(registration_id, min, timeout_s). */
+int emu_connection_count(const char* registration_id, int min_connections, double timeout_s);
+int emu_count_of(const char* registration_id, int min_connections, double timeout_s, const char* needle);
 
 /* --- stderr capture (the library logs there) --------------------------------------------- */
 void capture_stderr_begin(void);

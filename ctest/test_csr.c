@@ -76,8 +76,7 @@ static void csr_issued(int ws) {
     device_init(&d, ws, id);
     CHECK_EQ_INT(start_with_hook(&d, &seen, csr), 0);
     free(csr);
-    CHECK(device_run(&d, TIMEOUT));
-    CHECK_EQ_INT(d.result, PROV_DEVICE_TRANSPORT_RESULT_OK);
+    CHECK_RUN_OK(&d, TIMEOUT);
     CHECK_EQ_INT(seen.calls, 1);
     CHECK_EQ_INT(seen.data_count_before, 0); /* just before the data callback */
     CHECK_EQ_INT(seen.dps_status, 200);

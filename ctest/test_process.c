@@ -157,8 +157,7 @@ static void fork_mid_registration(int ws, int connected) {
         fflush(stdout);
         _exit(ok && finish < 1.0 ? 0 : 1);
     }
-    CHECK(device_run(&d, 60));
-    CHECK_EQ_INT(d.result, PROV_DEVICE_TRANSPORT_RESULT_OK);
+    CHECK_RUN_OK(&d, 60);
     CHECK_EQ_INT(d.data_count, 1);
     CHECK_EQ_INT(d.wrong_thread, 0);
     device_finish(&d);

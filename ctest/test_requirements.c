@@ -21,8 +21,6 @@
 
 #define TIMEOUT 30.0
 
-static const char* kind(int ws) { return ws ? "ws" : "mqtt"; }
-
 static void set_u32(DEVICE* d, const char* name, uint32_t value) {
     d->table->prov_transport_set_option(d->handle, name, &value);
 }
@@ -57,15 +55,8 @@ static long index_of(const char* haystack, const char* needle) {
  * MQTT table, WebSocket over TLS on the WS table). X.509 on one, SAS on the other. */
 static void req_create(int ws) {
     DEVICE d;
-    char id[64];
-    snprintf(id, sizeof id, "req-07-001-%s", kind(ws));
-    if (ws) {
-        device_init(&d, ws, emu_x509_id(0));
-        d.credential = CRED_X509;
-        d.x509_index = 0;
-    } else {
-        device_init(&d, ws, id);
-    }
+    if (ws) device_init_x509(&d, ws, 0);
+    else device_init_named(&d, ws, "req-07-001");
     CHECK(device_register(&d, TIMEOUT));
     CHECK_STR(d.hub, "emulated-hub.azure-devices.net");
     device_finish(&d);
@@ -80,17 +71,13 @@ TEST(PROV_TRANSPORT_MQTT_WS_CLIENT_07_001_create_uses_the_websocket_io) { req_cr
 /* 07_002: destroy tears the connection down (the emulator sees it close) with no callback. */
 static void req_destroy(int ws) {
     DEVICE d;
-    char id[64];
-    snprintf(id, sizeof id, "req-07-002-%s", kind(ws));
-    device_init(&d, ws, id);
-    d.auto_register = 0;
-    CHECK_EQ_INT(device_start(&d), 0);
-    CHECK(device_run_until_connected(&d, TIMEOUT));
+    device_init_named(&d, ws, "req-07-002");
+    CHECK(device_connect_only(&d, TIMEOUT));
     int statuses = d.status_count;
     d.table->prov_transport_destroy(d.handle);
     d.handle = NULL;
     d.table->prov_transport_destroy(NULL); /* a no-op */
-    char* conns = emu_connections(id, 1, 5);
+    char* conns = emu_connections(d.registration_id, 1, 5);
     CHECK_EQ_INT(connection_count(conns), 1);
     CHECK(strstr(conns, "\"packet\":\"CLOSE\"") != NULL);
     CHECK(strstr(conns, "iotdps-register") == NULL);
@@ -105,9 +92,8 @@ TEST(PROV_TRANSPORT_MQTT_WS_CLIENT_07_002_destroy_closes_the_connection) { req_d
 /* 07_003: open checks its arguments, does no I/O itself, and the first dowork connects. */
 static void req_open(int ws) {
     DEVICE d;
-    char id[64];
-    snprintf(id, sizeof id, "req-07-003-%s", kind(ws));
-    device_init(&d, ws, id);
+    device_init_named(&d, ws, "req-07-003");
+    const char* id = d.registration_id;
     CHECK_EQ_INT(device_create(&d), 0);
     const PROV_DEVICE_TRANSPORT_PROVIDER* t = d.table;
     BUFFER_HANDLE not_null = (BUFFER_HANDLE)&d;
@@ -118,18 +104,14 @@ static void req_open(int ws) {
     CHECK(t->prov_transport_open(d.handle, id, NULL, NULL, on_registration_data, &d, on_status, &d, NULL, &d) != 0);
     CHECK(t->prov_transport_open(d.handle, id, not_null, NULL, on_registration_data, &d, on_status, &d, on_challenge, &d) != 0);
     CHECK(t->prov_transport_open(d.handle, id, NULL, not_null, on_registration_data, &d, on_status, &d, on_challenge, &d) != 0);
-    CHECK_EQ_INT(t->prov_transport_trusted_cert(d.handle, d.trusted_ca), 0);
-    CHECK_EQ_INT(device_open(&d), 0);
+    CHECK_EQ_INT(device_trust_and_open(&d), 0);
     sleep_ms(300); /* open alone must not connect */
     CHECK_EQ_INT(d.status_count + d.data_count + d.challenge_count, 0);
-    CHECK(device_run(&d, TIMEOUT));
-    CHECK_EQ_INT(d.result, PROV_DEVICE_TRANSPORT_RESULT_OK);
+    CHECK_RUN_OK(&d, TIMEOUT);
     CHECK_EQ_INT(d.challenge_count, 1);
     CHECK(d.challenge_args_ok);
     device_finish(&d);
-    char* conns = emu_connections(id, 1, 5);
-    CHECK_EQ_INT(connection_count(conns), 1);
-    free(conns);
+    CHECK_EQ_INT(emu_connection_count(id, 1, 5), 1);
 }
 TEST(PROV_TRANSPORT_MQTT_CLIENT_07_003_open_checks_then_first_dowork_connects) { req_open(0); }
 TEST(PROV_TRANSPORT_MQTT_WS_CLIENT_07_003_open_checks_then_first_dowork_connects) { req_open(1); }
@@ -138,9 +120,7 @@ TEST(PROV_TRANSPORT_MQTT_WS_CLIENT_07_003_open_checks_then_first_dowork_connects
  * register again (the operation is forgotten, unlike the SDK). */
 static void req_close(int ws) {
     DEVICE d;
-    char id[64];
-    snprintf(id, sizeof id, "req-07-004-%s", kind(ws));
-    device_init(&d, ws, id);
+    device_init_named(&d, ws, "req-07-004");
     d.close_in_callback = 0;
     CHECK(device_register(&d, TIMEOUT));
     CHECK_EQ_INT(d.table->prov_transport_close(d.handle), 0);
@@ -151,11 +131,10 @@ static void req_close(int ws) {
     d.data_count = 0;
     d.operation_id[0] = '\0';
     CHECK_EQ_INT(device_open(&d), 0);
-    CHECK(device_run(&d, TIMEOUT));
-    CHECK_EQ_INT(d.result, PROV_DEVICE_TRANSPORT_RESULT_OK);
+    CHECK_RUN_OK(&d, TIMEOUT);
     CHECK_EQ_INT(first_data, 1);
     device_finish(&d);
-    char* conns = emu_connections(id, 2, 5);
+    char* conns = emu_connections(d.registration_id, 2, 5);
     CHECK_EQ_INT(connection_count(conns), 2);
     CHECK_EQ_INT(count_of(conns, "\"dir\":\"in\",\"packet\":\"DISCONNECT\""), 2);
     CHECK_EQ_INT(count_of(conns, "iotdps-register"), 2);
@@ -167,24 +146,17 @@ TEST(PROV_TRANSPORT_MQTT_WS_CLIENT_07_004_close_disconnects_and_allows_reopen) {
 /* 07_005: register publishes the body from json_create_cb to the register topic, once. */
 static void req_register(int ws) {
     DEVICE d;
-    char id[64];
-    snprintf(id, sizeof id, "req-07-005-%s", kind(ws));
-    device_init(&d, ws, id);
-    d.auto_register = 0;
-    CHECK_EQ_INT(device_start(&d), 0);
-    CHECK(device_run_until_connected(&d, TIMEOUT));
+    device_init_named(&d, ws, "req-07-005");
+    CHECK(device_connect_only(&d, TIMEOUT));
     CHECK(d.table->prov_transport_register(NULL, on_parse, on_create_json, &d) != 0);
     CHECK(d.table->prov_transport_register(d.handle, NULL, on_create_json, &d) != 0);
     CHECK(d.table->prov_transport_register(d.handle, on_parse, NULL, &d) != 0);
     CHECK_EQ_INT(d.table->prov_transport_register(d.handle, on_parse, on_create_json, &d), 0);
     CHECK(d.table->prov_transport_register(d.handle, on_parse, on_create_json, &d) != 0); /* in progress */
-    CHECK(device_run(&d, TIMEOUT));
-    CHECK_EQ_INT(d.result, PROV_DEVICE_TRANSPORT_RESULT_OK);
+    CHECK_RUN_OK(&d, TIMEOUT);
     CHECK(d.create_json_args_ok);
     device_finish(&d);
-    char* conns = emu_connections(id, 1, 5);
-    CHECK_EQ_INT(count_of(conns, "\"topic\":\"$dps/registrations/PUT/iotdps-register/?$rid="), 1);
-    free(conns);
+    CHECK_EQ_INT(emu_count_of(d.registration_id, 1, 5, "\"topic\":\"$dps/registrations/PUT/iotdps-register/?$rid="), 1);
 }
 TEST(PROV_TRANSPORT_MQTT_CLIENT_07_005_register_publishes_the_request) { req_register(0); }
 TEST(PROV_TRANSPORT_MQTT_WS_CLIENT_07_005_register_publishes_the_request) { req_register(1); }
@@ -192,9 +164,8 @@ TEST(PROV_TRANSPORT_MQTT_WS_CLIENT_07_005_register_publishes_the_request) { req_
 /* 07_006: get_op_status needs an operation id, then publishes the poll with it. */
 static void req_op_status(int ws) {
     DEVICE d;
-    char id[64], topic[512];
-    snprintf(id, sizeof id, "req-07-006-%s", kind(ws));
-    device_init(&d, ws, id);
+    char topic[512];
+    device_init_named(&d, ws, "req-07-006");
     d.auto_poll = 0;
     CHECK_EQ_INT(device_start(&d), 0);
     CHECK(d.table->prov_transport_get_op_status(NULL) != 0);
@@ -203,13 +174,10 @@ static void req_op_status(int ws) {
     CHECK_EQ_INT(d.status[1], PROV_DEVICE_TRANSPORT_STATUS_ASSIGNING);
     CHECK(d.operation_id[0] != '\0');
     CHECK_EQ_INT(d.table->prov_transport_get_op_status(d.handle), 0);
-    CHECK(device_run(&d, TIMEOUT));
-    CHECK_EQ_INT(d.result, PROV_DEVICE_TRANSPORT_RESULT_OK);
+    CHECK_RUN_OK(&d, TIMEOUT);
     device_finish(&d);
-    char* conns = emu_connections(id, 1, 5);
     snprintf(topic, sizeof topic, "$dps/registrations/GET/iotdps-get-operationstatus/?$rid=2&operationId=%s", d.operation_id);
-    CHECK(strstr(conns, topic) != NULL);
-    free(conns);
+    CHECK(emu_count_of(d.registration_id, 1, 5, topic) >= 1);
 }
 TEST(PROV_TRANSPORT_MQTT_CLIENT_07_006_get_operation_status_publishes_the_poll) { req_op_status(0); }
 TEST(PROV_TRANSPORT_MQTT_WS_CLIENT_07_006_get_operation_status_publishes_the_poll) { req_op_status(1); }
@@ -218,9 +186,7 @@ TEST(PROV_TRANSPORT_MQTT_WS_CLIENT_07_006_get_operation_status_publishes_the_pol
  * dowork (or close), in the LL client's order; dowork(NULL) is a no-op. */
 static void req_dowork(int ws) {
     DEVICE d;
-    char id[64];
-    snprintf(id, sizeof id, "req-07-007-%s", kind(ws));
-    device_init(&d, ws, id);
+    device_init_named(&d, ws, "req-07-007");
     d.table->prov_transport_dowork(NULL);
     CHECK(device_register(&d, TIMEOUT));
     CHECK_EQ_INT(d.wrong_thread, 0);
@@ -240,15 +206,11 @@ TEST(PROV_TRANSPORT_MQTT_WS_CLIENT_07_007_dowork_runs_every_callback_on_the_call
 /* 07_008: set_trace switches the packet trace; secrets never appear in it. */
 static void req_set_trace(int ws) {
     DEVICE d, quiet;
-    char id[64], quiet_id[64];
-    snprintf(id, sizeof id, "req-07-008-%s", kind(ws));
-    snprintf(quiet_id, sizeof quiet_id, "req-07-008-quiet-%s", kind(ws));
     CHECK(table_for(ws)->prov_transport_set_trace(NULL, true) != 0);
-    device_init(&d, ws, id);
+    device_init_named(&d, ws, "req-07-008");
     CHECK_EQ_INT(device_create(&d), 0);
     CHECK_EQ_INT(d.table->prov_transport_set_trace(d.handle, true), 0);
-    CHECK_EQ_INT(d.table->prov_transport_trusted_cert(d.handle, d.trusted_ca), 0);
-    CHECK_EQ_INT(device_open(&d), 0);
+    CHECK_EQ_INT(device_trust_and_open(&d), 0);
     capture_stderr_begin();
     int assigned = device_run(&d, TIMEOUT) && d.result == PROV_DEVICE_TRANSPORT_RESULT_OK;
     char* log = capture_stderr_end();
@@ -263,12 +225,11 @@ static void req_set_trace(int ws) {
     free(log);
     device_finish(&d);
 
-    device_init(&quiet, ws, quiet_id);
+    device_init_named(&quiet, ws, "req-07-008-quiet");
     CHECK_EQ_INT(device_create(&quiet), 0);
     CHECK_EQ_INT(quiet.table->prov_transport_set_trace(quiet.handle, true), 0);
     CHECK_EQ_INT(quiet.table->prov_transport_set_trace(quiet.handle, false), 0);
-    CHECK_EQ_INT(quiet.table->prov_transport_trusted_cert(quiet.handle, quiet.trusted_ca), 0);
-    CHECK_EQ_INT(device_open(&quiet), 0);
+    CHECK_EQ_INT(device_trust_and_open(&quiet), 0);
     capture_stderr_begin();
     assigned = device_run(&quiet, TIMEOUT) && quiet.result == PROV_DEVICE_TRANSPORT_RESULT_OK;
     log = capture_stderr_end();
@@ -286,8 +247,7 @@ TEST(PROV_TRANSPORT_MQTT_WS_CLIENT_07_008_set_trace_switches_the_packet_trace) {
 static void req_x509(int ws) {
     DEVICE d;
     int n = ws ? 2 : 1, other = ws ? 4 : 3;
-    device_init(&d, ws, emu_x509_id(n));
-    d.credential = CRED_X509;
+    device_init_x509(&d, ws, n);
     CHECK_EQ_INT(device_create(&d), 0);
     CHECK(d.table->prov_transport_x509_cert(NULL, emu_x509_cert(n), emu_x509_key(n)) != 0);
     CHECK(d.table->prov_transport_x509_cert(d.handle, NULL, emu_x509_key(n)) != 0);
@@ -295,10 +255,8 @@ static void req_x509(int ws) {
     CHECK(d.table->prov_transport_x509_cert(d.handle, "not a certificate", emu_x509_key(n)) != 0);
     CHECK_EQ_INT(d.table->prov_transport_x509_cert(d.handle, emu_x509_cert(other), emu_x509_key(other)), 0);
     CHECK_EQ_INT(d.table->prov_transport_x509_cert(d.handle, emu_x509_cert(n), emu_x509_key(n)), 0); /* replaces */
-    CHECK_EQ_INT(d.table->prov_transport_trusted_cert(d.handle, d.trusted_ca), 0);
-    CHECK_EQ_INT(device_open(&d), 0);
-    CHECK(device_run(&d, TIMEOUT));
-    CHECK_EQ_INT(d.result, PROV_DEVICE_TRANSPORT_RESULT_OK);
+    CHECK_EQ_INT(device_trust_and_open(&d), 0);
+    CHECK_RUN_OK(&d, TIMEOUT);
     CHECK_STR(d.device_id, emu_x509_id(n));
     device_finish(&d);
 
@@ -319,9 +277,7 @@ TEST(PROV_TRANSPORT_MQTT_WS_CLIENT_07_009_x509_cert_is_the_certificate_presented
  * replaces it. */
 static void req_trusted(int ws) {
     DEVICE d;
-    char id[64];
-    snprintf(id, sizeof id, "req-07-010-%s", kind(ws));
-    device_init(&d, ws, id);
+    device_init_named(&d, ws, "req-07-010");
     d.trusted_ca = emu_foreign_ca();
     CHECK_EQ_INT(device_create(&d), 0);
     CHECK(d.table->prov_transport_trusted_cert(NULL, emu_root_ca()) != 0);
@@ -330,26 +286,22 @@ static void req_trusted(int ws) {
     CHECK_EQ_INT(d.table->prov_transport_trusted_cert(d.handle, d.trusted_ca), 0);
     set_u32(&d, "retry_max_attempts", 1);
     CHECK_EQ_INT(device_open(&d), 0);
-    capture_stderr_begin();
-    int arrived = device_run(&d, TIMEOUT);
-    char* log = capture_stderr_end();
+    char* log;
+    int arrived = device_run_captured(&d, TIMEOUT, 0, &log);
     CHECK(arrived);
     CHECK_EQ_INT(d.result, PROV_DEVICE_TRANSPORT_RESULT_ERROR);
     CHECK_EQ_INT(d.data_count, 1);
     CHECK(strstr(log, "certificate") != NULL);
     free(log);
     device_finish(&d);
-    char* conns = emu_connections(id, 1, 1);
-    CHECK_EQ_INT(connection_count(conns), 0); /* no CONNECT ever reached the emulator */
-    free(conns);
+    CHECK_EQ_INT(emu_connection_count(d.registration_id, 1, 1), 0); /* no CONNECT ever reached the emulator */
 
-    device_init(&d, ws, id);
+    device_init_named(&d, ws, "req-07-010");
     CHECK_EQ_INT(device_create(&d), 0);
     CHECK_EQ_INT(d.table->prov_transport_trusted_cert(d.handle, emu_foreign_ca()), 0);
     CHECK_EQ_INT(d.table->prov_transport_trusted_cert(d.handle, emu_root_ca()), 0); /* replaces */
     CHECK_EQ_INT(device_open(&d), 0);
-    CHECK(device_run(&d, TIMEOUT));
-    CHECK_EQ_INT(d.result, PROV_DEVICE_TRANSPORT_RESULT_OK);
+    CHECK_RUN_OK(&d, TIMEOUT);
     device_finish(&d);
 }
 TEST(PROV_TRANSPORT_MQTT_CLIENT_07_010_trusted_cert_verifies_the_server) { req_trusted(0); }
@@ -358,9 +310,8 @@ TEST(PROV_TRANSPORT_MQTT_WS_CLIENT_07_010_trusted_cert_verifies_the_server) { re
 /* 07_011: set_proxy checks its arguments and the last proxy set is the one used. */
 static void req_set_proxy(int ws) {
     DEVICE d;
-    char id[64], target[64];
-    snprintf(id, sizeof id, "req-07-011-%s", kind(ws));
-    device_init(&d, ws, id);
+    char target[64];
+    device_init_named(&d, ws, "req-07-011");
     CHECK_EQ_INT(device_create(&d), 0);
     const PROV_DEVICE_TRANSPORT_PROVIDER* t = d.table;
     HTTP_PROXY_OPTIONS bad_host = {NULL, proxy_port(), NULL, NULL};
@@ -381,8 +332,7 @@ static void req_set_proxy(int ws) {
     int seen_before = count_of(before, target);
     free(before);
     CHECK_EQ_INT(device_open(&d), 0);
-    CHECK(device_run(&d, TIMEOUT));
-    CHECK_EQ_INT(d.result, PROV_DEVICE_TRANSPORT_RESULT_OK);
+    CHECK_RUN_OK(&d, TIMEOUT);
     device_finish(&d);
     char* after = proxy_log();
     int seen = count_of(after, target) - seen_before;
@@ -397,13 +347,12 @@ TEST(PROV_TRANSPORT_MQTT_WS_CLIENT_07_011_set_proxy_checks_and_replaces) { req_s
  * with a clear line, and nothing reaches DPS. */
 static void req_proxy_io(int ws) {
     DEVICE d;
-    char id[64], target[64];
-    snprintf(id, sizeof id, "req-07-012-%s", kind(ws));
+    char target[64];
     snprintf(target, sizeof target, "CONNECT localhost:%d", emu_port(ws));
     char* before = proxy_log();
     int seen_before = count_of(before, target);
     free(before);
-    device_init(&d, ws, id);
+    device_init_named(&d, ws, "req-07-012");
     d.proxy = (HTTP_PROXY_OPTIONS){"127.0.0.1", proxy_port(), proxy_user(), proxy_password()};
     CHECK(device_register(&d, TIMEOUT));
     device_finish(&d);
@@ -412,23 +361,18 @@ static void req_proxy_io(int ws) {
     free(after);
     CHECK(seen >= 1);
 
-    char denied[64];
-    snprintf(denied, sizeof denied, "req-07-012-denied-%s", kind(ws));
-    device_init(&d, ws, denied);
+    device_init_named(&d, ws, "req-07-012-denied");
     d.proxy = (HTTP_PROXY_OPTIONS){"127.0.0.1", proxy_port(), proxy_user(), "wrong-password"};
     CHECK_EQ_INT(device_start(&d), 0);
-    capture_stderr_begin();
-    int arrived = device_run(&d, TIMEOUT);
-    char* log = capture_stderr_end();
+    char* log;
+    int arrived = device_run_captured(&d, TIMEOUT, 0, &log);
     CHECK(arrived);
     CHECK_EQ_INT(d.result, PROV_DEVICE_TRANSPORT_RESULT_ERROR);
     CHECK(strstr(log, "proxy") != NULL);
     CHECK(strstr(log, "wrong-password") == NULL);
     free(log);
     device_finish(&d);
-    char* conns = emu_connections(denied, 1, 1);
-    CHECK_EQ_INT(connection_count(conns), 0);
-    free(conns);
+    CHECK_EQ_INT(emu_connection_count(d.registration_id, 1, 1), 0);
 }
 TEST(PROV_TRANSPORT_MQTT_CLIENT_07_012_proxy_options_make_a_connect_tunnel) { req_proxy_io(0); }
 TEST(PROV_TRANSPORT_MQTT_WS_CLIENT_07_012_proxy_options_make_a_connect_tunnel) { req_proxy_io(1); }
@@ -440,9 +384,9 @@ static void req_io_failure(int ws) {
     const char* why[2] = {"service", "proxy"};
     for (int i = 0; i < 2; i++) {
         DEVICE d;
-        char id[64];
-        snprintf(id, sizeof id, "req-07-013-%s-%s", why[i], kind(ws));
-        device_init(&d, ws, id);
+        char prefix[64];
+        snprintf(prefix, sizeof prefix, "req-07-013-%s", why[i]);
+        device_init_named(&d, ws, prefix);
         if (i == 0) {
             snprintf(uri, sizeof uri, "localhost:%d", closed_port());
             d.uri = uri;
@@ -478,19 +422,15 @@ TEST(PROV_TRANSPORT_MQTT_WS_CLIENT_07_013_io_failure_ends_in_the_error_path) { r
  * and CONNECT + SUBSCRIBE went out on one connection of the right kind. */
 static void req_io_success(int ws) {
     DEVICE d;
-    char id[64];
-    snprintf(id, sizeof id, "req-07-014-%s", kind(ws));
-    device_init(&d, ws, id);
-    d.auto_register = 0;
-    CHECK_EQ_INT(device_start(&d), 0);
-    CHECK(device_run_until_connected(&d, TIMEOUT));
+    device_init_named(&d, ws, "req-07-014");
+    CHECK(device_connect_only(&d, TIMEOUT));
     CHECK_EQ_INT(d.status_count, 1);
     CHECK_EQ_INT(d.status[0], PROV_DEVICE_TRANSPORT_STATUS_CONNECTED);
     CHECK_EQ_INT(d.retry[0], 1);
     CHECK_EQ_INT(d.data_count, 0);
     device_idle(&d, 0.3);
     device_finish(&d);
-    char* conns = emu_connections(id, 1, 5);
+    char* conns = emu_connections(d.registration_id, 1, 5);
     CHECK_EQ_INT(connection_count(conns), 1);
     CHECK(strstr(conns, ws ? "\"transport\":\"ws\"" : "\"transport\":\"mqtt\"") != NULL);
     CHECK_EQ_INT(count_of(conns, "\"dir\":\"in\",\"packet\":\"CONNECT\""), 1);
@@ -517,9 +457,7 @@ static char* registered(DEVICE* d, const char* id, double timeout) {
 
 TEST(SRS_NODE_PROVISIONING_MQTT_18_001_x509_certificate_authenticates) {
     DEVICE d;
-    device_init(&d, 0, emu_x509_id(5));
-    d.credential = CRED_X509;
-    d.x509_index = 5;
+    device_init_x509(&d, 0, 5);
     CHECK(device_register(&d, TIMEOUT));
     CHECK_EQ_INT(d.challenge_count, 0); /* no SAS token asked for */
     CHECK_STR(d.device_id, emu_x509_id(5));
@@ -554,9 +492,7 @@ TEST(SRS_NODE_PROVISIONING_MQTT_18_004_register_publish_failure_is_reported) {
     device_idle(&d, 0.2);
     CHECK_EQ_INT(d.data_count, 1);
     device_finish(&d);
-    char* conns = emu_connections("req-18-004", 1, 5);
-    CHECK_EQ_INT(count_of(conns, "iotdps-register"), 0);
-    free(conns);
+    CHECK_EQ_INT(emu_count_of("req-18-004", 1, 5, "iotdps-register"), 0);
 }
 
 TEST(SRS_NODE_PROVISIONING_MQTT_18_010_register_reply_matched_by_status_topic_and_rid) {
@@ -588,9 +524,8 @@ TEST(SRS_NODE_PROVISIONING_MQTT_18_012_register_4xx_reply_fails_the_registration
     DEVICE d;
     device_init(&d, 0, "req-18-012");
     CHECK_EQ_INT(device_start(&d), 0);
-    capture_stderr_begin();
-    int arrived = device_run(&d, TIMEOUT);
-    char* log = capture_stderr_end();
+    char* log;
+    int arrived = device_run_captured(&d, TIMEOUT, 0, &log);
     CHECK(arrived);
     CHECK_EQ_INT(d.result, PROV_DEVICE_TRANSPORT_RESULT_ERROR);
     CHECK(d.last_json != NULL && strstr(d.last_json, "\"errorCode\":401002") != NULL);
@@ -690,9 +625,7 @@ TEST(SRS_NODE_PROVISIONING_MQTT_18_018_poll_publish_failure_is_reported) {
     CHECK(ends_in_the_error_path(&d));
     CHECK_EQ_INT(d.status[1], PROV_DEVICE_TRANSPORT_STATUS_ASSIGNING);
     device_finish(&d);
-    char* conns = emu_connections("req-18-018", 1, 5);
-    CHECK_EQ_INT(count_of(conns, "iotdps-get-operationstatus"), 0);
-    free(conns);
+    CHECK_EQ_INT(emu_count_of("req-18-018", 1, 5, "iotdps-get-operationstatus"), 0);
 }
 
 TEST(SRS_NODE_PROVISIONING_MQTT_18_024_poll_reply_matched_by_status_topic_and_rid) {
@@ -845,15 +778,12 @@ TEST(SRS_NODE_PROVISIONING_MQTT_18_036_clean_session_is_set) {
 
 TEST(SRS_NODE_PROVISIONING_MQTT_18_037_last_certificate_set_is_presented) {
     DEVICE d;
-    device_init(&d, 0, emu_x509_id(6));
-    d.credential = CRED_X509;
+    device_init_x509(&d, 0, 6);
     CHECK_EQ_INT(device_create(&d), 0);
     CHECK_EQ_INT(d.table->prov_transport_x509_cert(d.handle, emu_x509_cert(7), emu_x509_key(7)), 0);
     CHECK_EQ_INT(d.table->prov_transport_x509_cert(d.handle, emu_x509_cert(6), emu_x509_key(6)), 0);
-    CHECK_EQ_INT(d.table->prov_transport_trusted_cert(d.handle, d.trusted_ca), 0);
-    CHECK_EQ_INT(device_open(&d), 0);
-    CHECK(device_run(&d, TIMEOUT));
-    CHECK_EQ_INT(d.result, PROV_DEVICE_TRANSPORT_RESULT_OK);
+    CHECK_EQ_INT(device_trust_and_open(&d), 0);
+    CHECK_RUN_OK(&d, TIMEOUT);
     CHECK_STR(d.device_id, emu_x509_id(6));
     device_finish(&d);
 }
@@ -915,9 +845,7 @@ TEST(SRS_NODE_PROVISIONING_MQTT_18_039_uri_with_port_is_used_as_given) {
 TEST(SRS_NODE_PROVISIONING_MQTT_18_040_first_dowork_connects) {
     DEVICE d;
     device_init(&d, 0, "req-18-040");
-    d.auto_register = 0;
-    CHECK_EQ_INT(device_start(&d), 0);
-    CHECK(device_run_until_connected(&d, TIMEOUT));
+    CHECK(device_connect_only(&d, TIMEOUT));
     device_finish(&d);
     char* conns = emu_connections("req-18-040", 1, 5);
     CHECK_EQ_INT(count_of(conns, "\"dir\":\"in\",\"packet\":\"CONNECT\""), 1);
@@ -934,9 +862,7 @@ TEST(SRS_NODE_PROVISIONING_MQTT_18_041_connect_refused_is_reported_and_not_retri
     device_idle(&d, 1.0);
     CHECK_EQ_INT(d.data_count, 1);
     device_finish(&d);
-    char* conns = emu_connections("req-18-041", 1, 5);
-    CHECK_EQ_INT(connection_count(conns), 1);
-    free(conns);
+    CHECK_EQ_INT(emu_connection_count("req-18-041", 1, 5), 1);
 }
 
 TEST(SRS_NODE_PROVISIONING_MQTT_18_042_subscribes_to_the_response_topic) {
@@ -971,9 +897,7 @@ TEST(SRS_NODE_PROVISIONING_MQTT_18_048_close_after_the_server_dropped_us_succeed
      * closing a connection the server already dropped returns 0 and reports nothing */
     DEVICE d;
     device_init(&d, 0, "req-18-048");
-    d.auto_poll = 0;
-    CHECK_EQ_INT(device_start(&d), 0);
-    CHECK(device_run_until_status(&d, 2, TIMEOUT));
+    CHECK(device_run_to_register_reply(&d, TIMEOUT));
     CHECK_EQ_INT(d.table->prov_transport_get_op_status(d.handle), 0); /* the emulator drops it here */
     device_idle(&d, 0.3);
     int before = d.data_count;

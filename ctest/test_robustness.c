@@ -64,12 +64,9 @@ static void server_closes_after_its_handshake_flight(int ws) {
     CHECK_EQ_INT(device_create(&d), 0);
     uint32_t no_retry = 0;
     CHECK_EQ_INT(d.table->prov_transport_set_option(d.handle, "retry_max_attempts", &no_retry), 0);
-    CHECK_EQ_INT(d.table->prov_transport_trusted_cert(d.handle, d.trusted_ca), 0);
-    CHECK_EQ_INT(device_open(&d), 0);
-    capture_stderr_begin();
-    int arrived = device_run(&d, 30);
-    device_idle(&d, 0.5);
-    char* log = capture_stderr_end();
+    CHECK_EQ_INT(device_trust_and_open(&d), 0);
+    char* log;
+    int arrived = device_run_captured(&d, 30, 0.5, &log);
     pthread_join(relay, NULL);
     close(r.listener);
     /* still here: no SIGPIPE; the fault ends in the error path once, with a line saying why */

@@ -345,10 +345,8 @@ TEST(ut_create_succeed) {
         free(scope);
         free(api);
         CHECK(d.handle != NULL);
-        CHECK_EQ_INT(d.table->prov_transport_trusted_cert(d.handle, d.trusted_ca), 0);
-        CHECK_EQ_INT(device_open(&d), 0);
-        CHECK(device_run(&d, WAIT));
-        CHECK_EQ_INT(d.result, RES_OK);
+        CHECK_EQ_INT(device_trust_and_open(&d), 0);
+        CHECK_RUN_OK(&d, WAIT);
         CHECK_STR(d.device_id, "ut-create-succeed");
         device_finish(&d);
     }
@@ -389,10 +387,7 @@ TEST(ut_destroy_succeed) {
     CHECK_EQ_INT(d.data_count, data);
     CHECK_EQ_INT(d.error_count, errors);
     CHECK_EQ_INT(d.wrong_thread, 0);
-    char* conns = conns_of("ut-destroy-succeed", 1);
-    int n = connection_count(conns);
-    free(conns);
-    CHECK_EQ_INT(n, 1);
+    CHECK_EQ_INT(emu_connection_count("ut-destroy-succeed", 1, 15), 1);
     device_finish(&d);
 }
 
@@ -491,8 +486,7 @@ TEST(ut_open_succeed) {
     sleep_ms(300);
     CHECK(!emu_log_has("ut-open-succeed", "connected", 0));
     CHECK_EQ_INT(d.challenge_count, 0);
-    CHECK(device_run(&d, WAIT));
-    CHECK_EQ_INT(d.result, RES_OK);
+    CHECK_RUN_OK(&d, WAIT);
     CHECK_STR(d.device_id, "ut-open-succeed");
     CHECK_EQ_INT(d.challenge_count, 1);
     device_finish(&d);
@@ -517,9 +511,7 @@ TEST(ut_open_fail) {
  * without ever calling the challenge callback. */
 TEST(ut_open_x509_succeed) {
     DEVICE d;
-    device_init(&d, 0, emu_x509_id(20));
-    d.credential = CRED_X509;
-    d.x509_index = 20;
+    device_init_x509(&d, 0, 20);
     CHECK(device_register(&d, WAIT));
     CHECK_EQ_INT(d.challenge_count, 0);
     CHECK_STR(d.device_id, emu_x509_id(20));
@@ -530,16 +522,14 @@ TEST(ut_open_x509_succeed) {
 /* (Tests open.) An X509 handle may pass a NULL challenge callback: 0, and it registers. */
 TEST(ut_register_device_x509_challenge_NULL_succeed) {
     DEVICE d;
-    device_init(&d, 0, emu_x509_id(21));
-    d.credential = CRED_X509;
+    device_init_x509(&d, 0, 21);
     CHECK_EQ_INT(device_create(&d), 0);
     CHECK_EQ_INT(d.table->prov_transport_trusted_cert(d.handle, d.trusted_ca), 0);
     CHECK_EQ_INT(d.table->prov_transport_x509_cert(d.handle, emu_x509_cert(21), emu_x509_key(21)), 0);
     CHECK_EQ_INT(d.table->prov_transport_open(d.handle, d.registration_id, NULL, NULL, on_registration_data, &d,
                                               on_status, &d, NULL, NULL),
                  0);
-    CHECK(device_run(&d, WAIT));
-    CHECK_EQ_INT(d.result, RES_OK);
+    CHECK_RUN_OK(&d, WAIT);
     CHECK_STR(d.device_id, emu_x509_id(21));
     device_finish(&d);
 }
@@ -565,24 +555,18 @@ TEST(ut_close_handle_NULL) {
 TEST(ut_close_succeed) {
     DEVICE d;
     device_init(&d, 0, "ut-close-succeed");
-    d.auto_poll = 0;
-    CHECK_EQ_INT(device_start(&d), 0);
-    CHECK(device_run_until_status(&d, 2, WAIT));
+    CHECK(device_run_to_register_reply(&d, WAIT));
     CHECK_EQ_INT(d.status[1], ST_ASSIGNING);
     CHECK_EQ_INT(d.table->prov_transport_close(d.handle), 0);
     int statuses = d.status_count;
     device_idle(&d, 0.3);
     CHECK_EQ_INT(d.status_count, statuses);
     CHECK_EQ_INT(d.data_count, 0);
-    char* conns = conns_of("ut-close-succeed", 1);
-    int disconnect = strstr(conns, "\"dir\":\"in\",\"packet\":\"DISCONNECT\"") != NULL;
-    free(conns);
-    CHECK(disconnect);
+    CHECK(emu_count_of("ut-close-succeed", 1, 15, "\"dir\":\"in\",\"packet\":\"DISCONNECT\"") >= 1);
     reset_counts(&d);
     d.auto_poll = 1;
     CHECK_EQ_INT(device_open(&d), 0);
-    CHECK(device_run(&d, WAIT));
-    CHECK_EQ_INT(d.result, RES_OK);
+    CHECK_RUN_OK(&d, WAIT);
     CHECK_EQ_INT(d.register_failures, 0);
     device_finish(&d);
 }
@@ -624,15 +608,11 @@ TEST(ut_register_device_succeed) {
     CHECK_EQ_INT(d.table->prov_transport_register(d.handle, on_parse, on_create_json, &d), 0);
     CHECK_EQ_INT(d.create_json_count, 0);
     CHECK_EQ_INT(device_open(&d), 0);
-    CHECK(device_run(&d, WAIT));
-    CHECK_EQ_INT(d.result, RES_OK);
+    CHECK_RUN_OK(&d, WAIT);
     CHECK_EQ_INT(d.register_calls, 0);
     CHECK(d.create_json_args_ok);
     device_finish(&d);
-    char* conns = conns_of("ut-register-device-succeed", 1);
-    int sent = count_of(conns, "\"topic\":\"$dps/registrations/PUT/iotdps-register/?$rid=1\"");
-    free(conns);
-    CHECK_EQ_INT(sent, 1);
+    CHECK_EQ_INT(emu_count_of("ut-register-device-succeed", 1, 15, "\"topic\":\"$dps/registrations/PUT/iotdps-register/?$rid=1\""), 1);
 }
 
 /* A second register while one is pending: non-zero with one log line; the first goes on, and
@@ -644,13 +624,9 @@ TEST(ut_register_device_twice_fail) {
     CHECK_EQ_INT(device_start(&d), 0);
     CHECK_EQ_INT(d.table->prov_transport_register(d.handle, on_parse, on_create_json, &d), 0);
     CHECK(REFUSED(d.table->prov_transport_register(d.handle, on_parse, on_create_json, &d), "already in progress"));
-    CHECK(device_run(&d, WAIT));
-    CHECK_EQ_INT(d.result, RES_OK);
+    CHECK_RUN_OK(&d, WAIT);
     device_finish(&d);
-    char* conns = conns_of("ut-register-device-twice", 1);
-    int sent = count_of(conns, "iotdps-register");
-    free(conns);
-    CHECK_EQ_INT(sent, 1);
+    CHECK_EQ_INT(emu_count_of("ut-register-device-twice", 1, 15, "iotdps-register"), 1);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -669,39 +645,29 @@ TEST(ut_get_operation_status_operation_id_zero_fail) {
     d.auto_register = 0;
     CHECK_EQ_INT(device_create(&d), 0);
     CHECK(REFUSED(d.table->prov_transport_get_op_status(d.handle), "no operation id"));
-    CHECK_EQ_INT(d.table->prov_transport_trusted_cert(d.handle, d.trusted_ca), 0);
-    CHECK_EQ_INT(device_open(&d), 0);
+    CHECK_EQ_INT(device_trust_and_open(&d), 0);
     CHECK(device_run_until_connected(&d, WAIT));
     CHECK(REFUSED(d.table->prov_transport_get_op_status(d.handle), "no operation id"));
     device_idle(&d, 0.3);
     CHECK_EQ_INT(d.create_json_count, 0);
     device_finish(&d);
-    char* conns = conns_of("ut-get-op-status-no-id", 1);
-    int publishes = count_of(conns, "\"dir\":\"in\",\"packet\":\"PUBLISH\"");
-    free(conns);
-    CHECK_EQ_INT(publishes, 0);
+    CHECK_EQ_INT(emu_count_of("ut-get-op-status-no-id", 1, 15, "\"dir\":\"in\",\"packet\":\"PUBLISH\""), 0);
 }
 
 /* After an ASSIGNING reply: 0, and the poll goes out with the operation id of that reply. */
 TEST(ut_get_operation_status_success) {
     DEVICE d;
     device_init(&d, 0, "ut-get-op-status-success");
-    d.auto_poll = 0;
-    CHECK_EQ_INT(device_start(&d), 0);
-    CHECK(device_run_until_status(&d, 2, WAIT));
+    CHECK(device_run_to_register_reply(&d, WAIT));
     CHECK_EQ_INT(d.status[1], ST_ASSIGNING);
     CHECK(d.operation_id[0] != '\0');
     CHECK_EQ_INT(d.table->prov_transport_get_op_status(d.handle), 0);
-    CHECK(device_run(&d, WAIT));
-    CHECK_EQ_INT(d.result, RES_OK);
+    CHECK_RUN_OK(&d, WAIT);
     char topic[512];
     snprintf(topic, sizeof topic, "\"topic\":\"$dps/registrations/GET/iotdps-get-operationstatus/?$rid=2&operationId=%s\"",
              d.operation_id);
     device_finish(&d);
-    char* conns = conns_of("ut-get-op-status-success", 1);
-    int polls = count_of(conns, topic);
-    free(conns);
-    CHECK_EQ_INT(polls, 1);
+    CHECK_EQ_INT(emu_count_of("ut-get-op-status-success", 1, 15, topic), 1);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -722,10 +688,8 @@ TEST(ut_dowork_handle_NULL_fail) {
 static int failing_round(DEVICE* d, const char* word) {
     reset_counts(d);
     if (device_open(d) != 0) return 0;
-    capture_stderr_begin();
-    int arrived = device_run(d, WAIT);
-    device_idle(d, 0.2);
-    char* log = capture_stderr_end();
+    char* log;
+    int arrived = device_run_captured(d, WAIT, 0.2, &log);
     int said = strstr(log, word) != NULL;
     free(log);
     int ok = arrived && d->data_count == 1 && d->result == RES_ERROR && d->data_key_null && d->hub[0] == '\0' &&
@@ -744,8 +708,7 @@ static int failing_round(DEVICE* d, const char* word) {
  * data_callback(ERROR), close recovers, and the last round (all fixed) registers. */
 TEST(ut_dowork_x509_connected_fail) {
     DEVICE d;
-    device_init(&d, 0, emu_x509_id(25));
-    d.credential = CRED_X509;
+    device_init_x509(&d, 0, 25);
     CHECK_EQ_INT(device_create(&d), 0);
     CHECK_EQ_INT(set_u32(&d, "retry_max_attempts", 0), 0);
 
@@ -767,8 +730,7 @@ TEST(ut_dowork_x509_connected_fail) {
     CHECK_EQ_INT(d.table->prov_transport_set_proxy(d.handle, &good), 0);
     reset_counts(&d);
     CHECK_EQ_INT(device_open(&d), 0);
-    CHECK(device_run(&d, WAIT));
-    CHECK_EQ_INT(d.result, RES_OK);
+    CHECK_RUN_OK(&d, WAIT);
     CHECK_EQ_INT(d.wrong_thread, 0);
     device_finish(&d);
 }
@@ -778,9 +740,7 @@ TEST(ut_dowork_x509_connected_fail) {
  * callback, and with trace off nothing is traced. */
 TEST(ut_dowork_x509_connected_succeed) {
     DEVICE d;
-    device_init(&d, 0, emu_x509_id(24));
-    d.credential = CRED_X509;
-    d.x509_index = 24;
+    device_init_x509(&d, 0, 24);
     d.auto_register = 0;
     capture_stderr_begin();
     int started = device_start(&d);
@@ -801,9 +761,7 @@ TEST(ut_dowork_x509_connected_succeed) {
 TEST(ut_dowork_symm_key_connected_succeed) {
     DEVICE d;
     device_init(&d, 0, "ut-dowork-symm-key-connected");
-    d.auto_register = 0;
-    CHECK_EQ_INT(device_start(&d), 0);
-    CHECK(device_run_until_connected(&d, WAIT));
+    CHECK(device_connect_only(&d, WAIT));
     CHECK_EQ_INT(d.challenge_count, 1);
     CHECK(d.challenge_args_ok);
     CHECK(emu_log_has("ut-dowork-symm-key-connected", "connected (symmetric key, api-version 2021-06-01", 10));
@@ -814,9 +772,7 @@ TEST(ut_dowork_symm_key_connected_succeed) {
 TEST(ut_dowork_idle_succeed) {
     DEVICE d;
     device_init(&d, 0, "ut-dowork-idle");
-    d.auto_register = 0;
-    CHECK_EQ_INT(device_start(&d), 0);
-    CHECK(device_run_until_connected(&d, WAIT));
+    CHECK(device_connect_only(&d, WAIT));
     device_idle(&d, 1.0);
     CHECK_EQ_INT(d.status_count, 1);
     CHECK_EQ_INT(d.data_count, 0);
@@ -865,10 +821,7 @@ TEST(ut_dowork_subscribe_fail) {
     CHECK_EQ_INT(d.device_id[0], '\0');
     CHECK_EQ_INT(d.create_json_count, 0);
     device_finish(&d);
-    char* conns = conns_of("ut-dowork-subscribe-fail", 1);
-    int publishes = count_of(conns, "\"dir\":\"in\",\"packet\":\"PUBLISH\"");
-    free(conns);
-    CHECK_EQ_INT(publishes, 0);
+    CHECK_EQ_INT(emu_count_of("ut-dowork-subscribe-fail", 1, 15, "\"dir\":\"in\",\"packet\":\"PUBLISH\""), 0);
 }
 
 /* SDK: an incoming reply is copied NUL-terminated for the parser. Observable: json_parse_cb gets
@@ -877,9 +830,7 @@ TEST(ut_dowork_subscribe_fail) {
 TEST(ut_dowork_register_recv_succeed) {
     DEVICE d;
     device_init(&d, 0, "ut-dowork-register-recv");
-    d.auto_poll = 0;
-    CHECK_EQ_INT(device_start(&d), 0);
-    CHECK(device_run_until_status(&d, 2, WAIT));
+    CHECK(device_run_to_register_reply(&d, WAIT));
     CHECK_EQ_INT(d.parse_count, 1);
     CHECK(d.last_json != NULL);
     CHECK(strstr(d.last_json, "\"status\":\"assigning\"") != NULL);
@@ -904,8 +855,7 @@ TEST(ut_dowork_register_recv_transient_error_succeed) {
     CHECK_EQ_INT(d.status[1], ST_TRANSIENT);
     CHECK_EQ_INT(d.retry[1], 1);
     CHECK_EQ_INT(d.parse_count, 0);
-    CHECK(device_run(&d, WAIT));
-    CHECK_EQ_INT(d.result, RES_OK);
+    CHECK_RUN_OK(&d, WAIT);
     device_finish(&d);
     char* conns = conns_of("ut-dowork-register-recv-transient-error", 1);
     int got500 = count_of(conns, "\"topic\":\"$dps/registrations/res/500/?$rid=1\"");
@@ -920,9 +870,7 @@ TEST(ut_dowork_register_recv_transient_error_succeed) {
 TEST(ut_dowork_register_recv_retry_after_succeed) {
     DEVICE d;
     device_init(&d, 0, "ut-dowork-register-recv-retry-after");
-    d.auto_poll = 0;
-    CHECK_EQ_INT(device_start(&d), 0);
-    CHECK(device_run_until_status(&d, 2, WAIT));
+    CHECK(device_run_to_register_reply(&d, WAIT));
     CHECK_EQ_INT(d.status[1], ST_ASSIGNING);
     CHECK_EQ_INT(d.retry[1], 8);
     CHECK_EQ_INT(d.table->prov_transport_get_op_status(d.handle), 0);
@@ -939,13 +887,9 @@ TEST(ut_dowork_register_recv_transient_throttle_error_succeed) {
     CHECK_EQ_INT(d.status[1], ST_TRANSIENT);
     CHECK_EQ_INT(d.retry[1], 2);
     CHECK_EQ_INT(d.parse_count, 0);
-    CHECK(device_run(&d, WAIT));
-    CHECK_EQ_INT(d.result, RES_OK);
+    CHECK_RUN_OK(&d, WAIT);
     device_finish(&d);
-    char* conns = conns_of("ut-dowork-register-recv-throttle", 1);
-    int got429 = count_of(conns, "\"topic\":\"$dps/registrations/res/429/?$rid=1&retry-after=2\"");
-    free(conns);
-    CHECK_EQ_INT(got429, 1);
+    CHECK_EQ_INT(emu_count_of("ut-dowork-register-recv-throttle", 1, 15, "\"topic\":\"$dps/registrations/res/429/?$rid=1&retry-after=2\""), 1);
 }
 
 /* ASSIGNED: data_callback(OK, key, hub, device id) with the record's fields, then the record is
@@ -991,18 +935,14 @@ TEST(ut_dowork_send_status_transient_error_succeed) {
     DEVICE d;
     device_init(&d, 0, "ut-dowork-send-status-transient");
     CHECK_EQ_INT(device_start(&d), 0);
-    CHECK(device_run(&d, WAIT));
-    CHECK_EQ_INT(d.result, RES_OK);
+    CHECK_RUN_OK(&d, WAIT);
     CHECK_EQ_INT(d.status_count, 3);
     CHECK_EQ_INT(d.status[1], ST_ASSIGNING);
     CHECK_EQ_INT(d.status[2], ST_TRANSIENT);
     CHECK_EQ_INT(d.parse_count, 2);
     CHECK_EQ_INT(d.poll_calls, 2);
     device_finish(&d);
-    char* conns = conns_of("ut-dowork-send-status-transient", 1);
-    int got500 = count_of(conns, "\"topic\":\"$dps/registrations/res/500/?$rid=2\"");
-    free(conns);
-    CHECK_EQ_INT(got500, 1);
+    CHECK_EQ_INT(emu_count_of("ut-dowork-send-status-transient", 1, 15, "\"topic\":\"$dps/registrations/res/500/?$rid=2\""), 1);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -1057,8 +997,7 @@ TEST(ut_x509_cert_handle_NULL_fail) {
  * buffers are wiped and freed right after the call and the X.509 registration succeeds. */
 TEST(ut_x509_cert_succeed) {
     DEVICE d;
-    device_init(&d, 0, emu_x509_id(22));
-    d.credential = CRED_X509;
+    device_init_x509(&d, 0, 22);
     CHECK_EQ_INT(device_create(&d), 0);
     char* cert = strdup(emu_x509_cert(22));
     char* key = strdup(emu_x509_key(22));
@@ -1068,10 +1007,8 @@ TEST(ut_x509_cert_succeed) {
     free(cert);
     free(key);
     CHECK_EQ_INT(rc, 0);
-    CHECK_EQ_INT(d.table->prov_transport_trusted_cert(d.handle, d.trusted_ca), 0);
-    CHECK_EQ_INT(device_open(&d), 0);
-    CHECK(device_run(&d, WAIT));
-    CHECK_EQ_INT(d.result, RES_OK);
+    CHECK_EQ_INT(device_trust_and_open(&d), 0);
+    CHECK_RUN_OK(&d, WAIT);
     CHECK_STR(d.device_id, emu_x509_id(22));
     device_finish(&d);
 }
@@ -1083,9 +1020,7 @@ TEST(ut_x509_cert_succeed) {
 TEST(ut_x509_cert_fail) {
     for (int ws = 0; ws < 2; ws++) {
         DEVICE d;
-        device_init(&d, ws, emu_x509_id(23));
-        d.credential = CRED_X509;
-        d.x509_index = 23;
+        device_init_x509(&d, ws, 23);
         CHECK_EQ_INT(device_create(&d), 0);
         PROV_DEVICE_TRANSPORT_HANDLE h = d.handle;
         CHECK_EQ_INT(d.table->prov_transport_x509_cert(h, emu_x509_cert(23), emu_x509_key(23)), 0);
@@ -1097,8 +1032,7 @@ TEST(ut_x509_cert_fail) {
         CHECK(REFUSED(d.table->prov_transport_x509_cert(h, emu_x509_cert(23), emu_x509_key(22)), "does not belong to the client certificate"));
         CHECK_EQ_INT(d.table->prov_transport_trusted_cert(h, d.trusted_ca), 0);
         CHECK_EQ_INT(device_open(&d), 0);
-        CHECK(device_run(&d, WAIT));
-        CHECK_EQ_INT(d.result, RES_OK);
+        CHECK_RUN_OK(&d, WAIT);
         CHECK_EQ_INT(d.error_count, 0);
         device_finish(&d);
     }
@@ -1135,8 +1069,7 @@ TEST(ut_set_trusted_cert_succeed) {
     free(pem);
     CHECK_EQ_INT(rc, 0);
     CHECK_EQ_INT(device_open(&d), 0);
-    CHECK(device_run(&d, WAIT));
-    CHECK_EQ_INT(d.result, RES_OK);
+    CHECK_RUN_OK(&d, WAIT);
     device_finish(&d);
 
     DEVICE u;
@@ -1159,8 +1092,7 @@ TEST(ut_set_trusted_cert_fail) {
     CHECK(REFUSED(d.table->prov_transport_trusted_cert(d.handle, "not a certificate"), "cannot use the trusted certificate"));
     CHECK(REFUSED(d.table->prov_transport_trusted_cert(d.handle, ""), "cannot use the trusted certificate"));
     CHECK_EQ_INT(device_open(&d), 0);
-    CHECK(device_run(&d, WAIT));
-    CHECK_EQ_INT(d.result, RES_OK);
+    CHECK_RUN_OK(&d, WAIT);
     device_finish(&d);
 }
 
@@ -1299,9 +1231,8 @@ TEST(ut_set_proxy_fail) {
     CHECK_EQ_INT(d.table->prov_transport_trusted_cert(d.handle, d.trusted_ca), 0);
     CHECK_EQ_INT(set_u32(&d, "retry_max_attempts", 0), 0);
     CHECK_EQ_INT(device_open(&d), 0);
-    capture_stderr_begin();
-    int arrived = device_run(&d, WAIT);
-    char* log = capture_stderr_end();
+    char* log;
+    int arrived = device_run_captured(&d, WAIT, 0, &log);
     int proxy_refused = strstr(log, "proxy authentication failed") != NULL;
     free(log);
     CHECK(arrived);
@@ -1386,10 +1317,8 @@ TEST(ut_set_option_succeed) {
     int value = 1;
     CHECK(REFUSED(d.table->prov_transport_set_option(d.handle, "test_option", &value), "test_option"));
     CHECK_EQ_INT(set_int(&d, "keepalive", 5), 0);
-    CHECK_EQ_INT(d.table->prov_transport_trusted_cert(d.handle, d.trusted_ca), 0);
-    CHECK_EQ_INT(device_open(&d), 0);
-    CHECK(device_run(&d, WAIT));
-    CHECK_EQ_INT(d.result, RES_OK);
+    CHECK_EQ_INT(device_trust_and_open(&d), 0);
+    CHECK_RUN_OK(&d, WAIT);
     device_finish(&d);
     CHECK(emu_log_has("ut-option-succeed", "keep-alive 5s", 10));
 }
@@ -1404,10 +1333,8 @@ TEST(ut_set_option_twice_succeed) {
     CHECK_EQ_INT(set_int(&d, "keepalive", 9), 0);
     CHECK_EQ_INT(set_u32(&d, "reply_timeout_secs", 20), 0);
     CHECK_EQ_INT(set_u32(&d, "reply_timeout_secs", 25), 0);
-    CHECK_EQ_INT(d.table->prov_transport_trusted_cert(d.handle, d.trusted_ca), 0);
-    CHECK_EQ_INT(device_open(&d), 0);
-    CHECK(device_run(&d, WAIT));
-    CHECK_EQ_INT(d.result, RES_OK);
+    CHECK_EQ_INT(device_trust_and_open(&d), 0);
+    CHECK_RUN_OK(&d, WAIT);
     device_finish(&d);
     CHECK(emu_log_has("ut-option-twice", "keep-alive 9s", 10));
 }
@@ -1426,10 +1353,8 @@ TEST(ut_set_option_fail) {
     CHECK(REFUSED(set_u32(&d, "reply_timeout_secs", 0), "reply_timeout_secs"));
     CHECK(REFUSED(d.table->prov_transport_set_option(d.handle, "keepalive", NULL), "NULL"));
     CHECK(REFUSED(d.table->prov_transport_set_option(d.handle, "Engine", "pkcs11"), "Engine"));
-    CHECK_EQ_INT(d.table->prov_transport_trusted_cert(d.handle, d.trusted_ca), 0);
-    CHECK_EQ_INT(device_open(&d), 0);
-    CHECK(device_run(&d, WAIT));
-    CHECK_EQ_INT(d.result, RES_OK);
+    CHECK_EQ_INT(device_trust_and_open(&d), 0);
+    CHECK_RUN_OK(&d, WAIT);
     device_finish(&d);
     CHECK(emu_log_has("ut-option-fail", "keep-alive 5s", 10));
 }
@@ -1567,12 +1492,9 @@ static void client_io_fail(int ws) {
     d.uri = uri;
     CHECK_EQ_INT(device_create(&d), 0);
     CHECK_EQ_INT(set_u32(&d, "retry_max_attempts", 0), 0);
-    CHECK_EQ_INT(d.table->prov_transport_trusted_cert(d.handle, d.trusted_ca), 0);
-    CHECK_EQ_INT(device_open(&d), 0);
-    capture_stderr_begin();
-    int arrived = device_run(&d, WAIT);
-    device_idle(&d, 0.2);
-    char* log = capture_stderr_end();
+    CHECK_EQ_INT(device_trust_and_open(&d), 0);
+    char* log;
+    int arrived = device_run_captured(&d, WAIT, 0.2, &log);
     int said = strstr(log, "cannot connect") != NULL;
     free(log);
     CHECK(arrived);
@@ -1639,9 +1561,7 @@ static void client_slot(int ws, SLOT slot, const char* name) {
     CHECK(d.table == t);
     switch (slot) {
     case SLOT_DESTROY: {
-        d.auto_register = 0;
-        CHECK_EQ_INT(device_start(&d), 0);
-        CHECK(device_run_until_connected(&d, WAIT));
+        CHECK(device_connect_only(&d, WAIT));
         device_idle(&d, 0.2);
         int statuses = d.status_count;
         t->prov_transport_destroy(d.handle);
@@ -1661,38 +1581,26 @@ static void client_slot(int ws, SLOT slot, const char* name) {
         CHECK_EQ_INT(t->prov_transport_open(d.handle, regid, NULL, NULL, on_registration_data, &d, on_status, &d,
                                             on_challenge, &d),
                      0);
-        CHECK(device_run(&d, WAIT));
-        CHECK_EQ_INT(d.result, RES_OK);
+        CHECK_RUN_OK(&d, WAIT);
         break;
     case SLOT_CLOSE: {
-        d.auto_register = 0;
-        CHECK_EQ_INT(device_start(&d), 0);
-        CHECK(device_run_until_connected(&d, WAIT));
+        CHECK(device_connect_only(&d, WAIT));
         device_idle(&d, 0.2);
         CHECK_EQ_INT(t->prov_transport_close(d.handle), 0);
-        char* conns = conns_of(regid, 1);
-        int disconnect = strstr(conns, "\"dir\":\"in\",\"packet\":\"DISCONNECT\"") != NULL;
-        free(conns);
-        CHECK(disconnect);
+        CHECK(emu_count_of(regid, 1, 15, "\"dir\":\"in\",\"packet\":\"DISCONNECT\"") >= 1);
         break;
     }
     case SLOT_REGISTER: {
-        d.auto_register = 0;
-        CHECK_EQ_INT(device_start(&d), 0);
-        CHECK(device_run_until_connected(&d, WAIT));
+        CHECK(device_connect_only(&d, WAIT));
         CHECK_EQ_INT(t->prov_transport_register(d.handle, on_parse, on_create_json, &d), 0);
-        CHECK(device_run(&d, WAIT));
-        CHECK_EQ_INT(d.result, RES_OK);
+        CHECK_RUN_OK(&d, WAIT);
         break;
     }
     case SLOT_GET_OP_STATUS:
-        d.auto_poll = 0;
-        CHECK_EQ_INT(device_start(&d), 0);
-        CHECK(device_run_until_status(&d, 2, WAIT));
+        CHECK(device_run_to_register_reply(&d, WAIT));
         CHECK_EQ_INT(d.status[1], ST_ASSIGNING);
         CHECK_EQ_INT(t->prov_transport_get_op_status(d.handle), 0);
-        CHECK(device_run(&d, WAIT));
-        CHECK_EQ_INT(d.result, RES_OK);
+        CHECK_RUN_OK(&d, WAIT);
         break;
     case SLOT_DOWORK:
         t->prov_transport_dowork(NULL);
@@ -1725,10 +1633,8 @@ static void client_slot(int ws, SLOT slot, const char* name) {
         CHECK(REFUSED(t->prov_transport_set_option(d.handle, "test_option", &value), "test_option"));
         value = 5;
         CHECK_EQ_INT(t->prov_transport_set_option(d.handle, "keepalive", &value), 0);
-        CHECK_EQ_INT(t->prov_transport_trusted_cert(d.handle, d.trusted_ca), 0);
-        CHECK_EQ_INT(device_open(&d), 0);
-        CHECK(device_run(&d, WAIT));
-        CHECK_EQ_INT(d.result, RES_OK);
+        CHECK_EQ_INT(device_trust_and_open(&d), 0);
+        CHECK_RUN_OK(&d, WAIT);
         CHECK(emu_log_has(regid, "keep-alive 5s", 10));
         break;
     }
