@@ -193,6 +193,16 @@ int device_open(DEVICE* d) {
                                          d, on_challenge, d);
 }
 
+int device_init_create(DEVICE* d, int ws, const char* registration_id) {
+    device_init(d, ws, registration_id);
+    return device_create(d);
+}
+
+int device_init_start(DEVICE* d, int ws, const char* registration_id) {
+    device_init(d, ws, registration_id);
+    return device_start(d);
+}
+
 int device_trust_and_open(DEVICE* d) {
     if (d->table->prov_transport_trusted_cert(d->handle, d->trusted_ca) != 0) return 1;
     return device_open(d);
@@ -295,4 +305,9 @@ void device_finish(DEVICE* d) {
 int device_register(DEVICE* d, double timeout_s) {
     if (device_start(d) != 0) return 0;
     return device_run(d, timeout_s) && d->result == PROV_DEVICE_TRANSPORT_RESULT_OK;
+}
+
+int device_init_register(DEVICE* d, int ws, const char* registration_id, double timeout_s) {
+    device_init(d, ws, registration_id);
+    return device_register(d, timeout_s);
 }

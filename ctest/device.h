@@ -73,6 +73,10 @@ typedef struct DEVICE {
 
 /* Fills in defaults: SAS credential, the emulator's root CA, LL-like behaviour. */
 void device_init(DEVICE* d, int ws, const char* registration_id);
+/* device_init, then device_create's (or device_start's, or device_register's) result. */
+int device_init_create(DEVICE* d, int ws, const char* registration_id);
+int device_init_start(DEVICE* d, int ws, const char* registration_id);
+int device_init_register(DEVICE* d, int ws, const char* registration_id, double timeout_s);
 /* "ws" or "mqtt". */
 const char* transport_kind(int ws);
 /* device_init with the registration id "<prefix>-<transport_kind(ws)>" (in d->registration_id). */
@@ -114,6 +118,13 @@ int device_register(DEVICE* d, double timeout_s);
     do {                                                            \
         CHECK(device_run((d), (timeout_s)));                        \
         CHECK_EQ_INT((d)->result, PROV_DEVICE_TRANSPORT_RESULT_OK); \
+    } while (0)
+/* Three checks at the caller's line: the data callback arrived, exactly once, with ERROR. */
+#define CHECK_ERROR_PATH_ONCE(arrived, d)                              \
+    do {                                                               \
+        CHECK(arrived);                                                \
+        CHECK_EQ_INT((d)->result, PROV_DEVICE_TRANSPORT_RESULT_ERROR); \
+        CHECK_EQ_INT((d)->data_count, 1);                              \
     } while (0)
 
 /* The authorization-key buffers this process handed out and BUFFER_delete freed. */

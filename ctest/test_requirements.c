@@ -288,9 +288,7 @@ static void req_trusted(int ws) {
     CHECK_EQ_INT(device_open(&d), 0);
     char* log;
     int arrived = device_run_captured(&d, TIMEOUT, 0, &log);
-    CHECK(arrived);
-    CHECK_EQ_INT(d.result, PROV_DEVICE_TRANSPORT_RESULT_ERROR);
-    CHECK_EQ_INT(d.data_count, 1);
+    CHECK_ERROR_PATH_ONCE(arrived, &d);
     CHECK(strstr(log, "certificate") != NULL);
     free(log);
     device_finish(&d);
@@ -405,9 +403,7 @@ static void req_io_failure(int ws) {
         double took = now_s() - t0;
         device_idle(&d, 0.3);
         char* log = capture_stderr_end();
-        CHECK(arrived);
-        CHECK_EQ_INT(d.result, PROV_DEVICE_TRANSPORT_RESULT_ERROR);
-        CHECK_EQ_INT(d.data_count, 1);
+        CHECK_ERROR_PATH_ONCE(arrived, &d);
         CHECK_EQ_INT(d.status_count, 0);
         CHECK(strstr(log, "refused") != NULL);
         harness_note("%s unreachable: error path after %.2f s", why[i], took);
@@ -507,14 +503,12 @@ TEST(SRS_NODE_PROVISIONING_MQTT_18_010_register_reply_matched_by_status_topic_an
 
 TEST(SRS_NODE_PROVISIONING_MQTT_06_006_register_retry_after_is_the_polling_interval) {
     DEVICE d;
-    device_init(&d, 0, "req-06-006");
-    CHECK(device_register(&d, TIMEOUT));
+    CHECK(device_init_register(&d, 0, "req-06-006", TIMEOUT));
     CHECK_EQ_INT(d.status[1], PROV_DEVICE_TRANSPORT_STATUS_ASSIGNING);
     CHECK_EQ_INT(d.retry[1], 2);
     device_finish(&d);
     /* no retry-after: the default interval (1 s) */
-    device_init(&d, 0, "req-06-006-none");
-    CHECK(device_register(&d, TIMEOUT));
+    CHECK(device_init_register(&d, 0, "req-06-006-none", TIMEOUT));
     CHECK_EQ_INT(d.status[1], PROV_DEVICE_TRANSPORT_STATUS_ASSIGNING);
     CHECK_EQ_INT(d.retry[1], 1);
     device_finish(&d);
@@ -522,8 +516,7 @@ TEST(SRS_NODE_PROVISIONING_MQTT_06_006_register_retry_after_is_the_polling_inter
 
 TEST(SRS_NODE_PROVISIONING_MQTT_18_012_register_4xx_reply_fails_the_registration) {
     DEVICE d;
-    device_init(&d, 0, "req-18-012");
-    CHECK_EQ_INT(device_start(&d), 0);
+    CHECK_EQ_INT(device_init_start(&d, 0, "req-18-012"), 0);
     char* log;
     int arrived = device_run_captured(&d, TIMEOUT, 0, &log);
     CHECK(arrived);
@@ -538,8 +531,7 @@ TEST(SRS_NODE_PROVISIONING_MQTT_18_012_register_4xx_reply_fails_the_registration
 
 TEST(SRS_NODE_PROVISIONING_MQTT_06_003_register_5xx_is_transient_without_operation) {
     DEVICE d;
-    device_init(&d, 0, "req-06-003");
-    CHECK(device_register(&d, TIMEOUT));
+    CHECK(device_init_register(&d, 0, "req-06-003", TIMEOUT));
     CHECK_EQ_INT(d.status[1], PROV_DEVICE_TRANSPORT_STATUS_TRANSIENT);
     CHECK_EQ_INT(d.register_calls, 2); /* no operation id yet: the LL client registers again */
     device_finish(&d);
@@ -551,8 +543,7 @@ TEST(SRS_NODE_PROVISIONING_MQTT_06_003_register_5xx_is_transient_without_operati
 
 TEST(SRS_NODE_PROVISIONING_MQTT_18_013_register_success_returns_the_response) {
     DEVICE d;
-    device_init(&d, 0, "req-18-013");
-    CHECK(device_register(&d, TIMEOUT));
+    CHECK(device_init_register(&d, 0, "req-18-013", TIMEOUT));
     CHECK_STR(d.hub, "emulated-hub.azure-devices.net");
     CHECK_STR(d.device_id, "req-18-013");
     CHECK(d.last_json != NULL && strstr(d.last_json, "\"status\":\"assigned\"") != NULL);
@@ -575,8 +566,7 @@ TEST(SRS_NODE_PROVISIONING_MQTT_06_001_body_is_the_registration_request) {
     CHECK(ends_in_the_error_path(&d));
     CHECK(d.last_json != NULL && strstr(d.last_json, "400004") != NULL);
     device_finish(&d);
-    device_init(&d, 0, "req-06-001");
-    CHECK(device_register(&d, TIMEOUT));
+    CHECK(device_init_register(&d, 0, "req-06-001", TIMEOUT));
     device_finish(&d);
 }
 
@@ -592,8 +582,7 @@ TEST(SRS_NODE_PROVISIONING_MQTT_06_002_custom_payload_is_sent) {
 TEST(SRS_NODE_PROVISIONING_MQTT_18_016_poll_after_reconnect_resubscribes_first) {
     /* the connection drops when the first poll is sent: reconnect, subscribe, poll again */
     DEVICE d;
-    device_init(&d, 0, "req-18-016");
-    CHECK(device_register(&d, TIMEOUT));
+    CHECK(device_init_register(&d, 0, "req-18-016", TIMEOUT));
     CHECK_EQ_INT(d.data_count, 1);
     device_finish(&d);
     char* conns = emu_connections("req-18-016", 2, 5);
@@ -640,8 +629,7 @@ TEST(SRS_NODE_PROVISIONING_MQTT_18_024_poll_reply_matched_by_status_topic_and_ri
 
 TEST(SRS_NODE_PROVISIONING_MQTT_06_005_poll_retry_after_is_the_polling_interval) {
     DEVICE d;
-    device_init(&d, 0, "req-06-005");
-    CHECK(device_register(&d, TIMEOUT));
+    CHECK(device_init_register(&d, 0, "req-06-005", TIMEOUT));
     CHECK(d.status_count >= 3);
     CHECK_EQ_INT(d.status[2], PROV_DEVICE_TRANSPORT_STATUS_ASSIGNING); /* the poll's 202 */
     CHECK_EQ_INT(d.retry[2], 2);
@@ -659,8 +647,7 @@ TEST(SRS_NODE_PROVISIONING_MQTT_18_026_poll_4xx_reply_fails_the_registration) {
 
 TEST(SRS_NODE_PROVISIONING_MQTT_06_004_poll_5xx_is_transient_and_keeps_the_operation) {
     DEVICE d;
-    device_init(&d, 0, "req-06-004");
-    CHECK(device_register(&d, TIMEOUT));
+    CHECK(device_init_register(&d, 0, "req-06-004", TIMEOUT));
     CHECK_EQ_INT(d.status[2], PROV_DEVICE_TRANSPORT_STATUS_TRANSIENT);
     CHECK_EQ_INT(d.register_calls, 1);
     CHECK_EQ_INT(d.poll_calls, 2); /* polled again with the operation id it had */

@@ -66,6 +66,10 @@ static int refused_check(int rc, char* log, const char* word, const char* what) 
         int refused_rc_ = (call);                            \
         refused_check(refused_rc_, capture_stderr_end(), word, #call); \
     })
+/* REFUSED through each table's slot with these arguments (both are called; a note names the one
+ * that was not refused). */
+#define REFUSED_ON_BOTH_TABLES(slot, args, word) \
+    (REFUSED(table_for(0)->slot args, word) & REFUSED(table_for(1)->slot args, word))
 
 /* Forgets what the driver recorded (between rounds on one handle). */
 static void reset_counts(DEVICE* d) {
@@ -474,8 +478,7 @@ TEST(ut_open_srk_NULL_fail) {
  * emulator still sees the original client id, so the SAS token for it is accepted). */
 TEST(ut_open_succeed) {
     DEVICE d;
-    device_init(&d, 0, "ut-open-succeed");
-    CHECK_EQ_INT(device_create(&d), 0);
+    CHECK_EQ_INT(device_init_create(&d, 0, "ut-open-succeed"), 0);
     CHECK_EQ_INT(d.table->prov_transport_trusted_cert(d.handle, d.trusted_ca), 0);
     char regid[sizeof d.registration_id];
     snprintf(regid, sizeof regid, "%s", d.registration_id);
@@ -498,8 +501,7 @@ TEST(ut_open_succeed) {
 TEST(ut_open_fail) {
     CHECK(open_refused(SYMM, "", NULL, NULL, 1, 1, 1, "registration_id"));
     DEVICE d;
-    device_init(&d, 0, "ut-open-fail");
-    CHECK_EQ_INT(device_create(&d), 0);
+    CHECK_EQ_INT(device_init_create(&d, 0, "ut-open-fail"), 0);
     CHECK_EQ_INT(device_open(&d), 0);
     CHECK(REFUSED(device_open(&d), "already open"));
     CHECK_EQ_INT(d.table->prov_transport_close(d.handle), 0);
@@ -544,8 +546,7 @@ TEST(ut_open_key_challenge_NULL_succeed) {
 /* close (2)                                                                                  */
 
 TEST(ut_close_handle_NULL) {
-    CHECK(REFUSED(table_for(0)->prov_transport_close(NULL), "handle"));
-    CHECK(REFUSED(table_for(1)->prov_transport_close(NULL), "handle"));
+    CHECK(REFUSED_ON_BOTH_TABLES(prov_transport_close, (NULL), "handle"));
 }
 
 /* SDK: disconnect, one dowork, xio_destroy -> 0. Observable: 0; the emulator gets DISCONNECT and
@@ -577,8 +578,7 @@ TEST(ut_close_succeed) {
 TEST(ut_register_device_handle_NULL_succeed) {
     DEVICE d;
     device_init(&d, 0, "ut-register-null");
-    CHECK(REFUSED(table_for(0)->prov_transport_register(NULL, on_parse, on_create_json, &d), "handle"));
-    CHECK(REFUSED(table_for(1)->prov_transport_register(NULL, on_parse, on_create_json, &d), "handle"));
+    CHECK(REFUSED_ON_BOTH_TABLES(prov_transport_register, (NULL, on_parse, on_create_json, &d), "handle"));
 }
 
 /* NULL json_create_cb (the SDK's case), NULL json_parse_cb, and both (with a NULL context): refused on
@@ -586,8 +586,7 @@ TEST(ut_register_device_handle_NULL_succeed) {
 TEST(ut_register_device_cb_NULL_succeed) {
     for (int ws = 0; ws < 2; ws++) {
         DEVICE d;
-        device_init(&d, ws, "ut-register-cb-null");
-        CHECK_EQ_INT(device_create(&d), 0);
+        CHECK_EQ_INT(device_init_create(&d, ws, "ut-register-cb-null"), 0);
         CHECK(REFUSED(d.table->prov_transport_register(d.handle, on_parse, NULL, &d), "json_create_cb"));
         CHECK(REFUSED(d.table->prov_transport_register(d.handle, NULL, on_create_json, &d), "json_parse_cb"));
         CHECK(REFUSED(d.table->prov_transport_register(d.handle, NULL, NULL, NULL), "json_parse_cb"));
@@ -633,8 +632,7 @@ TEST(ut_register_device_twice_fail) {
 /* get_operation_status (3)                                                                   */
 
 TEST(ut_get_operation_status_handle_NULL_fail) {
-    CHECK(REFUSED(table_for(0)->prov_transport_get_op_status(NULL), "handle"));
-    CHECK(REFUSED(table_for(1)->prov_transport_get_op_status(NULL), "handle"));
+    CHECK(REFUSED_ON_BOTH_TABLES(prov_transport_get_op_status, (NULL), "handle"));
 }
 
 /* No operation id yet: refused before open, and when connected but not registered; nothing goes
@@ -779,12 +777,8 @@ TEST(ut_dowork_idle_succeed) {
     CHECK_EQ_INT(d.create_json_count, 0);
     CHECK_EQ_INT(d.parse_count, 0);
     device_finish(&d);
-    char* conns = conns_of("ut-dowork-idle", 1);
-    int publishes = count_of(conns, "\"packet\":\"PUBLISH\"");
-    int subacks = count_of(conns, "\"dir\":\"out\",\"packet\":\"SUBACK\"");
-    free(conns);
-    CHECK_EQ_INT(publishes, 0);
-    CHECK_EQ_INT(subacks, 1);
+    CHECK_EQ_INT(emu_count_of("ut-dowork-idle", 1, 15, "\"packet\":\"PUBLISH\""), 0);
+    CHECK_EQ_INT(emu_count_of("ut-dowork-idle", 1, 15, "\"dir\":\"out\",\"packet\":\"SUBACK\""), 1);
 }
 
 /* SDK: after CONNACK, SUBSCRIBE and status_cb(CONNECTED, retry). Observable: one SUBSCRIBE of 31
@@ -793,8 +787,7 @@ TEST(ut_dowork_idle_succeed) {
  * replies on that subscription arrive (the registration completes). */
 TEST(ut_dowork_subscribe_succeed) {
     DEVICE d;
-    device_init(&d, 0, "ut-dowork-subscribe-succeed");
-    CHECK(device_register(&d, WAIT));
+    CHECK(device_init_register(&d, 0, "ut-dowork-subscribe-succeed", WAIT));
     CHECK_EQ_INT(d.status[0], ST_CONNECTED);
     CHECK_EQ_INT(d.retry[0], 1);
     device_finish(&d);
@@ -810,8 +803,7 @@ TEST(ut_dowork_subscribe_succeed) {
  * register request goes out. */
 TEST(ut_dowork_subscribe_fail) {
     DEVICE d;
-    device_init(&d, 0, "ut-dowork-subscribe-fail");
-    CHECK_EQ_INT(device_start(&d), 0);
+    CHECK_EQ_INT(device_init_start(&d, 0, "ut-dowork-subscribe-fail"), 0);
     CHECK(device_run(&d, WAIT));
     device_idle(&d, 0.3);
     CHECK_EQ_INT(d.data_count, 1);
@@ -849,20 +841,15 @@ TEST(ut_dowork_register_recv_succeed) {
  * registration continues (a new register goes out and completes). */
 TEST(ut_dowork_register_recv_transient_error_succeed) {
     DEVICE d;
-    device_init(&d, 0, "ut-dowork-register-recv-transient-error");
-    CHECK_EQ_INT(device_start(&d), 0);
+    CHECK_EQ_INT(device_init_start(&d, 0, "ut-dowork-register-recv-transient-error"), 0);
     CHECK(device_run_until_status(&d, 2, WAIT));
     CHECK_EQ_INT(d.status[1], ST_TRANSIENT);
     CHECK_EQ_INT(d.retry[1], 1);
     CHECK_EQ_INT(d.parse_count, 0);
     CHECK_RUN_OK(&d, WAIT);
     device_finish(&d);
-    char* conns = conns_of("ut-dowork-register-recv-transient-error", 1);
-    int got500 = count_of(conns, "\"topic\":\"$dps/registrations/res/500/?$rid=1\"");
-    int registers = count_of(conns, "iotdps-register");
-    free(conns);
-    CHECK_EQ_INT(got500, 1);
-    CHECK_EQ_INT(registers, 2);
+    CHECK_EQ_INT(emu_count_of("ut-dowork-register-recv-transient-error", 1, 15, "\"topic\":\"$dps/registrations/res/500/?$rid=1\""), 1);
+    CHECK_EQ_INT(emu_count_of("ut-dowork-register-recv-transient-error", 1, 15, "iotdps-register"), 2);
 }
 
 /* res/202/?$rid=1&retry-after=8 with ASSIGNING: status_cb(ASSIGNING, 8) and the operation id is
@@ -881,8 +868,7 @@ TEST(ut_dowork_register_recv_retry_after_succeed) {
  * registration then completes. */
 TEST(ut_dowork_register_recv_transient_throttle_error_succeed) {
     DEVICE d;
-    device_init(&d, 0, "ut-dowork-register-recv-throttle");
-    CHECK_EQ_INT(device_start(&d), 0);
+    CHECK_EQ_INT(device_init_start(&d, 0, "ut-dowork-register-recv-throttle"), 0);
     CHECK(device_run_until_status(&d, 2, WAIT));
     CHECK_EQ_INT(d.status[1], ST_TRANSIENT);
     CHECK_EQ_INT(d.retry[1], 2);
@@ -914,27 +900,21 @@ TEST(ut_dowork_register_recv_assigned_succeed) {
  * carries the next $rid and the operation id, and it is QoS 0: the emulator sends no PUBACK. */
 TEST(ut_dowork_send_status_succeed) {
     DEVICE d;
-    device_init(&d, 0, "ut-dowork-send-status");
-    CHECK(device_register(&d, WAIT));
+    CHECK(device_init_register(&d, 0, "ut-dowork-send-status", WAIT));
     CHECK_EQ_INT(d.create_json_count, 2);
     CHECK(d.create_json_args_ok);
     char topic[512];
     snprintf(topic, sizeof topic, "\"dir\":\"in\",\"packet\":\"PUBLISH\",\"topic\":\"$dps/registrations/GET/iotdps-get-operationstatus/?$rid=2&operationId=%s\"",
              d.operation_id);
     device_finish(&d);
-    char* conns = conns_of("ut-dowork-send-status", 1);
-    int polls = count_of(conns, topic);
-    int pubacks_out = count_of(conns, "\"dir\":\"out\",\"packet\":\"PUBACK\"");
-    free(conns);
-    CHECK_EQ_INT(polls, 1);
-    CHECK_EQ_INT(pubacks_out, 0);
+    CHECK_EQ_INT(emu_count_of("ut-dowork-send-status", 1, 15, topic), 1);
+    CHECK_EQ_INT(emu_count_of("ut-dowork-send-status", 1, 15, "\"dir\":\"out\",\"packet\":\"PUBACK\""), 0);
 }
 
 /* 500 to a poll: TRANSIENT, no parse of it, and the next poll completes the registration. */
 TEST(ut_dowork_send_status_transient_error_succeed) {
     DEVICE d;
-    device_init(&d, 0, "ut-dowork-send-status-transient");
-    CHECK_EQ_INT(device_start(&d), 0);
+    CHECK_EQ_INT(device_init_start(&d, 0, "ut-dowork-send-status-transient"), 0);
     CHECK_RUN_OK(&d, WAIT);
     CHECK_EQ_INT(d.status_count, 3);
     CHECK_EQ_INT(d.status[1], ST_ASSIGNING);
@@ -949,8 +929,7 @@ TEST(ut_dowork_send_status_transient_error_succeed) {
 /* set_trace (2)                                                                              */
 
 TEST(ut_set_trace_handle_NULL_fail) {
-    CHECK(REFUSED(table_for(0)->prov_transport_set_trace(NULL, true), "handle"));
-    CHECK(REFUSED(table_for(1)->prov_transport_set_trace(NULL, true), "handle"));
+    CHECK(REFUSED_ON_BOTH_TABLES(prov_transport_set_trace, (NULL, true), "handle"));
 }
 
 /* Trace on: 0, and the packets are traced (CONNECT, SUBSCRIBE, PUBLISH) with the SAS token
@@ -989,8 +968,7 @@ TEST(ut_set_trace_succeed) {
 /* x509_cert (3)                                                                              */
 
 TEST(ut_x509_cert_handle_NULL_fail) {
-    CHECK(REFUSED(table_for(0)->prov_transport_x509_cert(NULL, emu_x509_cert(22), emu_x509_key(22)), "handle"));
-    CHECK(REFUSED(table_for(1)->prov_transport_x509_cert(NULL, emu_x509_cert(22), emu_x509_key(22)), "handle"));
+    CHECK(REFUSED_ON_BOTH_TABLES(prov_transport_x509_cert, (NULL, emu_x509_cert(22), emu_x509_key(22)), "handle"));
 }
 
 /* SDK: copies the certificate then the key. Observable: 0, and the copies are used: the caller's
@@ -1042,15 +1020,13 @@ TEST(ut_x509_cert_fail) {
 /* set_trusted_cert (4)                                                                       */
 
 TEST(ut_set_trusted_cert_handle_NULL) {
-    CHECK(REFUSED(table_for(0)->prov_transport_trusted_cert(NULL, emu_root_ca()), "handle"));
-    CHECK(REFUSED(table_for(1)->prov_transport_trusted_cert(NULL, emu_root_ca()), "handle"));
+    CHECK(REFUSED_ON_BOTH_TABLES(prov_transport_trusted_cert, (NULL, emu_root_ca()), "handle"));
 }
 
 TEST(ut_set_trusted_cert_cert_NULL_fail) {
     for (int ws = 0; ws < 2; ws++) {
         DEVICE d;
-        device_init(&d, ws, "ut-trusted-null");
-        CHECK_EQ_INT(device_create(&d), 0);
+        CHECK_EQ_INT(device_init_create(&d, ws, "ut-trusted-null"), 0);
         CHECK(REFUSED(d.table->prov_transport_trusted_cert(d.handle, NULL), "certificate"));
         device_finish(&d);
     }
@@ -1061,8 +1037,7 @@ TEST(ut_set_trusted_cert_cert_NULL_fail) {
  * platform store does not know the emulator's CA and the connection fails. */
 TEST(ut_set_trusted_cert_succeed) {
     DEVICE d;
-    device_init(&d, 0, "ut-trusted-succeed");
-    CHECK_EQ_INT(device_create(&d), 0);
+    CHECK_EQ_INT(device_init_create(&d, 0, "ut-trusted-succeed"), 0);
     char* pem = strdup(emu_root_ca());
     int rc = d.table->prov_transport_trusted_cert(d.handle, pem);
     memset(pem, 0, strlen(pem));
@@ -1086,8 +1061,7 @@ TEST(ut_set_trusted_cert_succeed) {
  * is refused with one log line and the CA stored before stays in use. */
 TEST(ut_set_trusted_cert_fail) {
     DEVICE d;
-    device_init(&d, 0, "ut-trusted-fail");
-    CHECK_EQ_INT(device_create(&d), 0);
+    CHECK_EQ_INT(device_init_create(&d, 0, "ut-trusted-fail"), 0);
     CHECK_EQ_INT(d.table->prov_transport_trusted_cert(d.handle, emu_root_ca()), 0);
     CHECK(REFUSED(d.table->prov_transport_trusted_cert(d.handle, "not a certificate"), "cannot use the trusted certificate"));
     CHECK(REFUSED(d.table->prov_transport_trusted_cert(d.handle, ""), "cannot use the trusted certificate"));
@@ -1101,15 +1075,13 @@ TEST(ut_set_trusted_cert_fail) {
 
 TEST(ut_set_proxy_handle_NULL_fail) {
     HTTP_PROXY_OPTIONS p = tinyproxy(1);
-    CHECK(REFUSED(table_for(0)->prov_transport_set_proxy(NULL, &p), "handle"));
-    CHECK(REFUSED(table_for(1)->prov_transport_set_proxy(NULL, &p), "handle"));
+    CHECK(REFUSED_ON_BOTH_TABLES(prov_transport_set_proxy, (NULL, &p), "handle"));
 }
 
 TEST(ut_set_proxy_proxy_NULL_fail) {
     for (int ws = 0; ws < 2; ws++) {
         DEVICE d;
-        device_init(&d, ws, "ut-proxy-null");
-        CHECK_EQ_INT(device_create(&d), 0);
+        CHECK_EQ_INT(device_init_create(&d, ws, "ut-proxy-null"), 0);
         CHECK(REFUSED(d.table->prov_transport_set_proxy(d.handle, NULL), "proxy_option"));
         device_finish(&d);
     }
@@ -1119,8 +1091,7 @@ TEST(ut_set_proxy_proxy_NULL_fail) {
 TEST(ut_set_proxy_no_username_fail) {
     for (int ws = 0; ws < 2; ws++) {
         DEVICE d;
-        device_init(&d, ws, "ut-proxy-no-username");
-        CHECK_EQ_INT(device_create(&d), 0);
+        CHECK_EQ_INT(device_init_create(&d, ws, "ut-proxy-no-username"), 0);
         HTTP_PROXY_OPTIONS p = {"127.0.0.1", proxy_port(), NULL, proxy_password()};
         CHECK(REFUSED(d.table->prov_transport_set_proxy(d.handle, &p), "username"));
         HTTP_PROXY_OPTIONS q = {"127.0.0.1", proxy_port(), proxy_user(), NULL};
@@ -1198,8 +1169,7 @@ TEST(ut_set_proxy_2_succeed) {
 TEST(ut_set_proxy_hostname_NULL_fail) {
     for (int ws = 0; ws < 2; ws++) {
         DEVICE d;
-        device_init(&d, ws, "ut-proxy-hostname-null");
-        CHECK_EQ_INT(device_create(&d), 0);
+        CHECK_EQ_INT(device_init_create(&d, ws, "ut-proxy-hostname-null"), 0);
         HTTP_PROXY_OPTIONS p = {NULL, proxy_port(), NULL, NULL};
         CHECK(REFUSED(d.table->prov_transport_set_proxy(d.handle, &p), "host_address"));
         CHECK(REFUSED(d.table->prov_transport_set_option(d.handle, "proxy_data", &p), "host_address"));
@@ -1215,8 +1185,7 @@ TEST(ut_set_proxy_hostname_NULL_fail) {
  * proxy's refusal (had a refused call cleared it, the device would connect directly). */
 TEST(ut_set_proxy_fail) {
     DEVICE d;
-    device_init(&d, 0, "ut-proxy-fail");
-    CHECK_EQ_INT(device_create(&d), 0);
+    CHECK_EQ_INT(device_init_create(&d, 0, "ut-proxy-fail"), 0);
     HTTP_PROXY_OPTIONS wrong = tinyproxy(0);
     CHECK_EQ_INT(d.table->prov_transport_set_proxy(d.handle, &wrong), 0);
     HTTP_PROXY_OPTIONS bad[] = {{"", 3128, NULL, NULL},
@@ -1269,8 +1238,7 @@ TEST(ut_set_proxy_twice_succeed) {
     MINI_PROXY mp;
     CHECK_EQ_INT(mini_proxy_start(&mp, 0), 0);
     DEVICE d;
-    device_init(&d, 0, "ut-proxy-twice");
-    CHECK_EQ_INT(device_create(&d), 0);
+    CHECK_EQ_INT(device_init_create(&d, 0, "ut-proxy-twice"), 0);
     HTTP_PROXY_OPTIONS wrong = tinyproxy(0);
     HTTP_PROXY_OPTIONS mine = {"127.0.0.1", mp.port, NULL, NULL};
     int rc1 = d.table->prov_transport_set_proxy(d.handle, &wrong);
@@ -1290,15 +1258,13 @@ TEST(ut_set_proxy_twice_succeed) {
 
 TEST(ut_set_option_handle_NULL_fail) {
     int keepalive = 5;
-    CHECK(REFUSED(table_for(0)->prov_transport_set_option(NULL, "keepalive", &keepalive), "handle"));
-    CHECK(REFUSED(table_for(1)->prov_transport_set_option(NULL, "keepalive", &keepalive), "handle"));
+    CHECK(REFUSED_ON_BOTH_TABLES(prov_transport_set_option, (NULL, "keepalive", &keepalive), "handle"));
 }
 
 TEST(ut_set_option_option_NULL_fail) {
     for (int ws = 0; ws < 2; ws++) {
         DEVICE d;
-        device_init(&d, ws, "ut-option-null");
-        CHECK_EQ_INT(device_create(&d), 0);
+        CHECK_EQ_INT(device_init_create(&d, ws, "ut-option-null"), 0);
         int keepalive = 5;
         CHECK(REFUSED(d.table->prov_transport_set_option(d.handle, NULL, &keepalive), "option_name"));
         CHECK(REFUSED(d.table->prov_transport_set_option(d.handle, NULL, NULL), "option_name"));
@@ -1312,8 +1278,7 @@ TEST(ut_set_option_option_NULL_fail) {
  * keepalive 5 reaches the emulator in CONNECT. */
 TEST(ut_set_option_succeed) {
     DEVICE d;
-    device_init(&d, 0, "ut-option-succeed");
-    CHECK_EQ_INT(device_create(&d), 0);
+    CHECK_EQ_INT(device_init_create(&d, 0, "ut-option-succeed"), 0);
     int value = 1;
     CHECK(REFUSED(d.table->prov_transport_set_option(d.handle, "test_option", &value), "test_option"));
     CHECK_EQ_INT(set_int(&d, "keepalive", 5), 0);
@@ -1327,8 +1292,7 @@ TEST(ut_set_option_succeed) {
  * value wins (keepalive 7 then 9: CONNECT carries 9); the same for a u32 option. */
 TEST(ut_set_option_twice_succeed) {
     DEVICE d;
-    device_init(&d, 0, "ut-option-twice");
-    CHECK_EQ_INT(device_create(&d), 0);
+    CHECK_EQ_INT(device_init_create(&d, 0, "ut-option-twice"), 0);
     CHECK_EQ_INT(set_int(&d, "keepalive", 7), 0);
     CHECK_EQ_INT(set_int(&d, "keepalive", 9), 0);
     CHECK_EQ_INT(set_u32(&d, "reply_timeout_secs", 20), 0);
@@ -1344,8 +1308,7 @@ TEST(ut_set_option_twice_succeed) {
  * the keepalive set before is the one in CONNECT. */
 TEST(ut_set_option_fail) {
     DEVICE d;
-    device_init(&d, 0, "ut-option-fail");
-    CHECK_EQ_INT(device_create(&d), 0);
+    CHECK_EQ_INT(device_init_create(&d, 0, "ut-option-fail"), 0);
     CHECK_EQ_INT(set_int(&d, "keepalive", 5), 0);
     CHECK(REFUSED(set_int(&d, "keepalive", 70000), "keepalive"));
     CHECK(REFUSED(set_int(&d, "keepalive", -1), "keepalive"));
@@ -1450,8 +1413,7 @@ static void client_create(int ws) {
     CHECK(create_refused(ws, emu_uri(ws), TRANSPORT_HSM_TYPE_TPM, emu_scope(), API, "TPM"));
     DEVICE d;
     const char* regid = ws ? "ut-ws-create-succeed" : "ut-mqtt-create-succeed";
-    device_init(&d, ws, regid);
-    CHECK_EQ_INT(device_start(&d), 0);
+    CHECK_EQ_INT(device_init_start(&d, ws, regid), 0);
     CHECK(device_run(&d, WAIT));
     CHECK_EQ_INT(d.result, RES_ERROR);
     CHECK_EQ_INT(d.error_count, 1);
@@ -1497,9 +1459,7 @@ static void client_io_fail(int ws) {
     int arrived = device_run_captured(&d, WAIT, 0.2, &log);
     int said = strstr(log, "cannot connect") != NULL;
     free(log);
-    CHECK(arrived);
-    CHECK_EQ_INT(d.data_count, 1);
-    CHECK_EQ_INT(d.result, RES_ERROR);
+    CHECK_ERROR_PATH_ONCE(arrived, &d);
     CHECK(said);
     device_finish(&d);
 }
