@@ -1253,6 +1253,15 @@ TEST(ut_set_proxy_twice_succeed) {
     CHECK_EQ_INT(mp.connects, 1);
 }
 
+/* The handle the test set up opens (trusted cert first) and registers, and its CONNECT carried
+ * this keep-alive as the emulator logs it ("keep-alive 5s"): the checks at the caller's line. */
+#define CHECK_REGISTERS_WITH_KEEPALIVE(d, keepalive)              \
+    do {                                                          \
+        CHECK_EQ_INT(device_trust_and_open(d), 0);                \
+        CHECK_RUN_OK(d, WAIT);                                    \
+        CHECK(emu_log_has((d)->registration_id, keepalive, 10)); \
+    } while (0)
+
 /* ------------------------------------------------------------------------------------------ */
 /* set_option (5)                                                                             */
 
@@ -1282,10 +1291,8 @@ TEST(ut_set_option_succeed) {
     int value = 1;
     CHECK(REFUSED(d.table->prov_transport_set_option(d.handle, "test_option", &value), "test_option"));
     CHECK_EQ_INT(set_int(&d, "keepalive", 5), 0);
-    CHECK_EQ_INT(device_trust_and_open(&d), 0);
-    CHECK_RUN_OK(&d, WAIT);
+    CHECK_REGISTERS_WITH_KEEPALIVE(&d, "keep-alive 5s");
     device_finish(&d);
-    CHECK(emu_log_has("ut-option-succeed", "keep-alive 5s", 10));
 }
 
 /* SDK: the second call reuses the io. Observable: a second set_option works too and the last
@@ -1297,10 +1304,8 @@ TEST(ut_set_option_twice_succeed) {
     CHECK_EQ_INT(set_int(&d, "keepalive", 9), 0);
     CHECK_EQ_INT(set_u32(&d, "reply_timeout_secs", 20), 0);
     CHECK_EQ_INT(set_u32(&d, "reply_timeout_secs", 25), 0);
-    CHECK_EQ_INT(device_trust_and_open(&d), 0);
-    CHECK_RUN_OK(&d, WAIT);
+    CHECK_REGISTERS_WITH_KEEPALIVE(&d, "keep-alive 9s");
     device_finish(&d);
-    CHECK(emu_log_has("ut-option-twice", "keep-alive 9s", 10));
 }
 
 /* SDK: the io factory fails -> non-zero. Analogue: values we cannot use (out of range, TLS 1.1, a
@@ -1316,10 +1321,8 @@ TEST(ut_set_option_fail) {
     CHECK(REFUSED(set_u32(&d, "reply_timeout_secs", 0), "reply_timeout_secs"));
     CHECK(REFUSED(d.table->prov_transport_set_option(d.handle, "keepalive", NULL), "NULL"));
     CHECK(REFUSED(d.table->prov_transport_set_option(d.handle, "Engine", "pkcs11"), "Engine"));
-    CHECK_EQ_INT(device_trust_and_open(&d), 0);
-    CHECK_RUN_OK(&d, WAIT);
+    CHECK_REGISTERS_WITH_KEEPALIVE(&d, "keep-alive 5s");
     device_finish(&d);
-    CHECK(emu_log_has("ut-option-fail", "keep-alive 5s", 10));
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -1593,9 +1596,7 @@ static void client_slot(int ws, SLOT slot, const char* name) {
         CHECK(REFUSED(t->prov_transport_set_option(d.handle, "test_option", &value), "test_option"));
         value = 5;
         CHECK_EQ_INT(t->prov_transport_set_option(d.handle, "keepalive", &value), 0);
-        CHECK_EQ_INT(device_trust_and_open(&d), 0);
-        CHECK_RUN_OK(&d, WAIT);
-        CHECK(emu_log_has(regid, "keep-alive 5s", 10));
+        CHECK_REGISTERS_WITH_KEEPALIVE(&d, "keep-alive 5s");
         break;
     }
     }
