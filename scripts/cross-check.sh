@@ -4,7 +4,9 @@
 # wrapper that logs every call. Checks that the package derives the Rust target from the
 # toolchain, runs cargo with --target, links and compiles the C parts with the toolchain's
 # compiler and sysroot, takes the artifacts from target/<triple>/, and installs a package a C
-# program links against. Built with the dev profile: the path is what is tested, not LTO.
+# program links against. Built with the dev profile: the path is what is tested, not LTO. Its own
+# cargo target directory (target/cross-check), so that it can build while other cargo runs do
+# (scripts/test.sh runs it in the background).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 triple=x86_64-unknown-linux-gnu
@@ -29,6 +31,7 @@ cmake -P build/rust-triples.cmake
 echo "cross-check: 7 GNU triples map to their Rust targets"
 [ "$(uname -m)" = x86_64 ] || { echo "cross-check: written for an x86_64 host" >&2; exit 1; }
 out=build/cross
+tdir="$PWD/target/cross-check"
 rm -rf "$out/cmake" "$out/prefix" "$out/cc.log"
 mkdir -p "$out/bin"
 log="$PWD/$out/cc.log"
@@ -42,12 +45,12 @@ touch "$log"
 
 PMT_CC="$PWD/$out/bin/board-gcc" cmake -S cmake -B "$out/cmake" \
     -DCMAKE_TOOLCHAIN_FILE="$PWD/cmake/host-as-cross.toolchain.cmake" \
-    -DPMT_CARGO_TARGET_DIR="$PWD/target" -DPMT_CARGO_PROFILE=dev >"$out/configure.log"
+    -DPMT_CARGO_TARGET_DIR="$tdir" -DPMT_CARGO_PROFILE=dev >"$out/configure.log"
 grep -q "Rust target $triple, linked with $PWD/$out/bin/board-gcc" "$out/configure.log" \
     || { cat "$out/configure.log"; echo "cross-check: the Rust target was not derived from the toolchain" >&2; exit 1; }
 : >"$log"   # only what cargo runs from here
 # cargo relinks when its output is missing: the link, the part under test, runs every time
-rm -f "target/$triple/debug/deps/libprov_mqtt_transport.so" "target/$triple/debug/libprov_mqtt_transport.so"
+rm -f "$tdir/$triple/debug/deps/libprov_mqtt_transport.so" "$tdir/$triple/debug/libprov_mqtt_transport.so"
 cmake --build "$out/cmake" >"$out/build.log" 2>&1 || { tail -30 "$out/build.log"; exit 1; }
 grep -q -- "--target $triple" "$out/build.log" || { echo "cross-check: cargo ran without --target $triple" >&2; exit 1; }
 # the library was linked by the toolchain's compiler, with its sysroot
@@ -60,12 +63,12 @@ if grep -q -- "sdk_log.c" "$log"; then
     grep -- "sdk_log.c" "$log" | grep -q -- "--sysroot=/" \
         || { echo "cross-check: src/sdk_log.c was not compiled with --sysroot" >&2; exit 1; }
 else
-    ccout=$(ls -t target/$triple/debug/build/prov_mqtt_transport-*/output | head -n 1)
+    ccout=$(ls -t "$tdir/$triple"/debug/build/prov_mqtt_transport-*/output | head -n 1)
     grep -qx "CC_${triple//-/_} = Some($wrapper)" "$ccout" && grep -qx "CFLAGS_${triple//-/_} = Some(--sysroot=/)" "$ccout" \
         || { echo "cross-check: the cc crate was not given the toolchain's compiler and sysroot ($ccout)" >&2; exit 1; }
 fi
 echo "linked (and C compiled) by the toolchain's compiler with --sysroot=/"
-art="target/$triple/debug/libprov_mqtt_transport.so"
+art="$tdir/$triple/debug/libprov_mqtt_transport.so"
 [ -f "$art" ] || { echo "cross-check: $art missing" >&2; exit 1; }
 cmake --install "$out/cmake" --prefix "$PWD/$out/prefix" >/dev/null
 so=$(readlink -f "$out/prefix/lib/libprov_mqtt_transport.so")
@@ -88,4 +91,4 @@ PMT_CC="$PWD/$out/bin/board-gcc" cmake -S "$out/app" -B "$out/app/build" \
 cmake --build "$out/app/build" >/dev/null
 said=$("$out/app/build/sample" 2>&1 || true)   # no arguments: it prints its usage and exits 2
 grep -q usage <<<"$said" || { echo "cross-check: the cross-built sample does not run: $said" >&2; exit 1; }
-echo "cross-check: $triple from target/$triple/debug, installed, a C program linked statically against it runs"
+echo "cross-check: $triple from target/cross-check/$triple/debug, installed, a C program linked statically against it runs"
