@@ -7,9 +7,19 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# What the first phases (cargo) need is installed now; the rest in the background while they run
+# (the "apt" job below: the phases that need it wait for it).
+apt_install() { # packages...
+    [ $# -gt 0 ] || return 0
+    echo "test: installing $*"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+export -f apt_install
+need_now=()
+command -v cc >/dev/null || need_now+=(gcc)
+command -v nm >/dev/null || need_now+=(binutils)
+apt_install "${need_now[@]}"
 need_apt=()
-command -v cc >/dev/null || need_apt+=(gcc)
-command -v nm >/dev/null || need_apt+=(binutils)
 command -v python3 >/dev/null || need_apt+=(python3 python3-venv)
 command -v node >/dev/null || need_apt+=(nodejs npm)
 command -v tinyproxy >/dev/null || need_apt+=(tinyproxy)
@@ -19,14 +29,13 @@ command -v valgrind >/dev/null || need_apt+=(valgrind)
 command -v openssl >/dev/null || need_apt+=(openssl)       # TLS 1.0/1.1-only servers
 command -v mosquitto >/dev/null || need_apt+=(mosquitto)   # MQTT-layer interop
 command -v ip >/dev/null || need_apt+=(iproute2)           # network namespaces
-if [ ${#need_apt[@]} -gt 0 ]; then
-    echo "test: installing ${need_apt[*]}"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
-fi
+command -v strace >/dev/null || need_apt+=(strace)         # the bench's syscall counts
+[ -x /usr/bin/time ] || need_apt+=(time)                   # the bench's peak RSS
 if command -v rustup >/dev/null; then rustup component add rustfmt clippy >/dev/null 2>&1 || true; fi
 
-# Everything the tests need is installed now: a test that would skip for lack of it fails instead
-# (testkit::require_tool / require_root; without this variable they print "skipped: ..." and pass).
+# Everything the tests need is installed before they run: a test that would skip for lack of it
+# fails instead (testkit::require_tool / require_root; without this variable they print
+# "skipped: ..." and pass).
 export PROV_TEST_REQUIRE_ALL=1
 # The end-to-end tests spend their time waiting on the emulator and on timers, not on the CPU:
 # 16 at a time take a sixth of the time 2 (one per core) do.
@@ -52,13 +61,13 @@ finish() {
 }
 trap finish EXIT
 
-# Work no phase needs until later starts now, in process groups of their own: the peer SDKs and
-# matplotlib (mostly downloads), and a queue of builds at the lowest CPU priority, so that they
-# take only the cycles the phases leave idle (cargo's builds have serial stretches, the tests
-# mostly wait): the shipped package (fat LTO, its own cargo profile), the cross-build check (its
-# own target directory), cargo-fuzz and the fuzz targets, in the order the phases need them. A
-# phase that needs one waits for it (`await`, which lifts the queue to normal priority until
-# then) and shows its output; a failed one fails that phase.
+# Work no phase needs until later starts now, in process groups of their own: the apt packages;
+# after them the peer SDKs and matplotlib (mostly downloads), and a queue of builds at the lowest
+# CPU priority, so that they take only the cycles the phases leave idle (cargo's builds have
+# serial stretches, the tests mostly wait): the shipped package (fat LTO, its own cargo profile),
+# the cross-build check (its own target directory), cargo-fuzz and the fuzz targets, in the order
+# the phases need them. A phase that needs one waits for it (`await`, which lifts the queue to
+# normal priority until then) and shows its output; a failed one fails that phase.
 mkdir -p build
 rm -f build/background-*
 step() { # name command...: runs it, output in build/background-NAME.log, status in .rc
@@ -66,21 +75,32 @@ step() { # name command...: runs it, output in build/background-NAME.log, status
     echo $? >"build/background-$1.rc"
 }
 export -f step
-setsid bash -c 'step peers scripts/install-peers.sh --bench' &
+setsid bash -c 'step apt apt_install "$@"' apt "${need_apt[@]}" &
+apt_pid=$!
+after_apt='until [ -f build/background-apt.rc ]; do sleep 0.5; done;'
+setsid bash -c "$after_apt step peers scripts/install-peers.sh --bench" &
 peers_pid=$!
-setsid nice -n 19 bash -c 'step package scripts/ctest.sh --package-build
+setsid nice -n 19 bash -c "$after_apt"' step package scripts/ctest.sh --package-build
     step cross-check scripts/cross-check.sh
     step fuzz-build env FUZZ_PROFILE=dev scripts/fuzz-smoke.sh --build-only' &
 queue_pid=$!
+# With autogroup scheduling (Linux's default), a new session is a scheduling group of its own and
+# nice counts only inside it: the group's own nice value is what ranks it against the phases.
+priority() { # nice value for the queue
+    renice -n "$1" -g "$queue_pid" >/dev/null 2>&1 || true
+    echo "$1" 2>/dev/null >"/proc/$queue_pid/autogroup" || true
+}
+priority 19
 await() { # name: waits for it, the queue at normal priority meanwhile; shows its output
-    renice -n 0 -g "$queue_pid" >/dev/null 2>&1 || true
+    priority 0
     until [ -f "build/background-$1.rc" ]; do sleep 0.5; done
-    renice -n 19 -g "$queue_pid" >/dev/null 2>&1 || true
+    priority 19
     cat "build/background-$1.log"
     [ "$(cat "build/background-$1.rc")" = 0 ] || { echo "test: $1 (run in the background) failed"; return 1; }
 }
 stop_background() {
-    kill -- "-$peers_pid" "-$queue_pid" 2>/dev/null || true
+    local pid
+    for pid in ${apt_pid:-} ${peers_pid:-} ${queue_pid:-}; do kill -- "-$pid" 2>/dev/null || true; done
 }
 
 phase "format and lints"
@@ -95,6 +115,7 @@ cc -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror -pedantic -Iinclude 
 echo "C sample builds with -Wall -Wextra -Werror -pedantic"
 
 phase "Rust tests (unit, C boundary, end-to-end against the emulator; emulator tests)"
+await apt
 cargo test --workspace
 
 phase "the C harness: CMake package, pkg-config, ctest (plain, valgrind, ASan+UBSan)"
