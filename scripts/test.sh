@@ -133,10 +133,13 @@ REGISTRATIONS=300 scripts/chaos.sh
 
 # The last three check nothing by the clock (the fidelity clients' timeouts are in tens of
 # seconds, the bench's figures are not asserted, the fuzz runs last a fixed time), so they run
-# side by side: the fuzz targets one at a time on one core, the other two mostly wait.
+# side by side, the fuzz runs once the queue has built their targets.
 phase "side by side: the real Python and Node DPS clients against the emulator; fuzz smoke (each target 10 s, unoptimised; long runs: scripts/fuzz-smoke.sh); bench smoke (tiny counts: proves the bench runs, figures not asserted)"
 await peers
-await fuzz-build
+fuzz_smoke() {
+    await fuzz-build
+    FUZZ_PROFILE=dev FUZZ_SECONDS=10 FUZZ_JOBS=2 scripts/fuzz-smoke.sh
+}
 side_pids=() side_names=()
 side() { # name command...: starts it, output in build/side-NAME.log
     local name=$1
@@ -151,7 +154,7 @@ side() { # name command...: starts it, output in build/side-NAME.log
     side_pids+=($!) side_names+=("$name")
 }
 side fidelity dps-emulator/fidelity/run.sh
-side fuzz env FUZZ_PROFILE=dev FUZZ_SECONDS=10 FUZZ_JOBS=1 scripts/fuzz-smoke.sh
+side fuzz fuzz_smoke
 side bench scripts/bench.sh --smoke
 failed=()
 for i in "${!side_pids[@]}"; do
