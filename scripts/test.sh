@@ -2,8 +2,9 @@
 # Every test: formatting, lints, the ABI checks (exported symbols, SONAME, header drift), the
 # Rust unit, boundary and end-to-end tests, the emulator's tests, the C sample built with
 # -Werror, the C harness (ctest/) against the installed CMake package (plain, under valgrind,
-# with ASan+UBSan), and the real Python and Node DPS clients against the emulator. Installs what
-# it needs.
+# with ASan+UBSan), the cross-build path, the leak cycles, a chaos run, the real Python and Node
+# DPS clients against the emulator, and smoke runs of the fuzz targets and the bench. Installs
+# what it needs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -56,8 +57,10 @@ phase() {
 finish() {
     local rc=$?
     stop_background
-    if [ "$rc" = 0 ]; then end_phase took; echo "== all phases passed in $((SECONDS - started)) s"
-    else end_phase "FAILED after"; echo "== failed after $((SECONDS - started)) s in total"; fi
+    if [ "$rc" = 0 ]; then end_phase took; else end_phase "FAILED after"; fi
+    echo "test: $(df -h --output=avail . | tail -n 1 | tr -d ' ') of disk free at the end"
+    if [ "$rc" = 0 ]; then echo "== all phases passed in $((SECONDS - started)) s"
+    else echo "== failed after $((SECONDS - started)) s in total"; fi
 }
 trap finish EXIT
 
