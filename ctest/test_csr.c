@@ -103,7 +103,7 @@ static void csr_issued(int ws) {
     device_finish(&d);
     seen_free(&seen);
     /* the wire: csr in the register body, not in the poll; the api-version raised for it */
-    char* conns = emu_connections(id, 1, 5);
+    char* conns = emu_connections(id, 1, 20);
     CHECK(strstr(conns, "\"api_version\":\"2025-07-01-preview\"") != NULL);
     CHECK_EQ_INT(count_of(conns, "\"csr\":true"), 1);
     CHECK(count_of(conns, "\"csr\":false") >= 1); /* the poll */
