@@ -7,9 +7,13 @@
 # the background); a later run finds it built.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ "${1:-}" = --package-build ]; then
+build_package() {
     cmake -S cmake -B build/cmake -DPMT_CARGO_TARGET_DIR="$PWD/target" >/dev/null
-    exec cmake --build build/cmake
+    cmake --build build/cmake
+}
+if [ "${1:-}" = --package-build ]; then
+    build_package
+    exit 0
 fi
 modes=("$@")
 [ ${#modes[@]} -gt 0 ] || modes=(plain valgrind asan)
@@ -17,8 +21,7 @@ jobs=$(( $(nproc) * 2 ))
 
 echo "== CMake package: cargo build through cmake, install into build/prefix"
 cargo build --quiet -p dps-emulator   # debug, as the Rust tests use it: it only serves them
-cmake -S cmake -B build/cmake -DPMT_CARGO_TARGET_DIR="$PWD/target" >/dev/null
-cmake --build build/cmake
+build_package
 rm -rf build/prefix
 cmake --install build/cmake --prefix "$PWD/build/prefix" >/dev/null
 # the links follow the SONAME build.rs set: .so -> .so.N -> .so.X.Y.Z
@@ -93,7 +96,7 @@ echo "$(wc -l <<<"$tests") C tests, all mapped"
 # Each mode is configured and built first, then run. Valgrind is CPU-bound (memcheck runs the
 # library 20-50 times slower) while the plain and ASan runs mostly wait on the emulator and on
 # timers, so when valgrind runs with others it runs beside them at a lower CPU priority (nice 10):
-# it takes the cycles they leave idle, and their timing is what it would be alone.
+# it takes the cycles they leave idle, and theirs stays close to what it is alone.
 declare -A excludes
 for mode in "${modes[@]}"; do
     case "$mode" in
