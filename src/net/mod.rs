@@ -8,6 +8,7 @@ mod fork;
 mod io;
 mod link;
 mod resolve;
+mod resumption;
 mod runtime;
 mod signals;
 pub mod tls;

@@ -12,6 +12,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, RootCertStore};
 
+use super::resumption::OneServer;
+
 use crate::error::Error;
 
 /// The device's certificate chain and private key, parsed and checked to match.
@@ -187,7 +189,7 @@ pub fn client_config(
         .with_protocol_versions(versions)
         .map_err(|e| Error::Internal(format!("TLS configuration: {e}")))?
         .with_root_certificates(roots);
-    let config = match identity {
+    let mut config = match identity {
         Some(id) => builder
             .with_client_auth_cert(id.chain.clone(), id.key.clone_key())
             .map_err(|e| Error::Pem {
@@ -196,6 +198,7 @@ pub fn client_config(
             })?,
         None => builder.with_no_client_auth(),
     };
+    config.resumption = rustls::client::Resumption::store(Arc::new(OneServer::default()));
     Ok(Arc::new(config))
 }
 
