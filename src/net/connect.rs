@@ -68,10 +68,11 @@ pub async fn establish(spec: &ConnectSpec, flavor: Flavor) -> Result<(Io, String
             // tungstenite's buffers default to 128 KiB each, allocated with the connection
             // (malloc mmaps blocks that large: 256 KiB of address space and a resident page or
             // more per connection). DPS packets are small (MAX_PACKET) and every packet is
-            // flushed when sent: a 4 KiB read buffer grows by itself for a larger frame, and
-            // with no write-side target a frame is handed to TLS as it is written.
+            // flushed when sent: a 1 KiB read buffer (a DPS reply fits) grows by itself for a
+            // larger frame, and with no write-side target a frame is handed to TLS as it is
+            // written.
             let config = WebSocketConfig::default()
-                .read_buffer_size(4096)
+                .read_buffer_size(1024)
                 .write_buffer_size(0)
                 .max_message_size(Some(MAX_PACKET + 8))
                 .max_frame_size(Some(MAX_PACKET + 8));
