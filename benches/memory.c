@@ -9,7 +9,8 @@
  *   - "before": /proc/self/smaps after start-up, before the first create;
  *   - "peak": a sampler thread reads /proc/self/smaps every millisecond while the sample runs and
  *     keeps the breakdown of the sample with the largest Rss (the kernel's VmHWM is printed too);
- *   - "after destroy": 300 ms after the sample's destroy (the I/O thread has closed the connection).
+ *   - "after destroy": 4 s after the sample's destroy (the library hands its pages back 3 s after
+ *     the last handle is destroyed: src/net/release.rs).
  * The sampler allocates nothing (static buffers, raw read(2)), so it adds no malloc arena of its own;
  * its stack is 64 KiB and exists before "before".
  *
@@ -234,7 +235,7 @@ int main(int argc, char** argv) {
     snapshot(&before);
     long hwm_before = status_kb("VmHWM:");
     int rc = sample_main(argc, argv);
-    struct timespec pause = {0, 300000000};
+    struct timespec pause = {4, 0};
     nanosleep(&pause, NULL);
     sampling = 0;
     pthread_join(t, NULL);

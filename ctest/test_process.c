@@ -308,3 +308,41 @@ TEST(process_resolver_thread_start_failure_is_a_clear_error_at_once) {
     CHECK_EQ_INT(threads_named("prov-mqtt-dns"), 0);
     CHECK_EQ_INT(threads_named("prov-mqtt-io"), 1);
 }
+
+/* KB of this process's mappings of the library's file that are resident (/proc/self/smaps). */
+static long library_resident_kb(void) {
+    FILE* f = fopen("/proc/self/smaps", "r");
+    if (f == NULL) return -1;
+    char line[512];
+    int ours = 0;
+    long kb = 0, v;
+    unsigned long a, b;
+    while (fgets(line, sizeof line, f) != NULL) {
+        if (sscanf(line, "%lx-%lx ", &a, &b) == 2 && strchr(line, ' ') > strchr(line, '-'))
+            ours = strstr(line, "libprov_mqtt_transport.so") != NULL;
+        else if (ours && sscanf(line, "Rss: %ld kB", &v) == 1)
+            kb += v;
+    }
+    fclose(f);
+    return kb;
+}
+
+/* A device that registers once at boot runs on for months: once the last handle is destroyed,
+ * the library's code and read-only pages leave the process's resident set (src/net/release.rs,
+ * 3 s later), and a registration after that maps them again and works. */
+static void pages_leave_after_the_last_destroy(int ws) {
+    double took;
+    CHECK(register_once(ws, NULL, ws ? "process-release-ws" : "process-release-mqtt", &took));
+    long destroyed = library_resident_kb();
+    harness_note("library resident right after destroy: %ld KB", destroyed);
+    CHECK(destroyed > 256);
+    long now = destroyed;
+    for (double deadline = now_s() + 20; now_s() < deadline && now > destroyed / 2; sleep_ms(100))
+        now = library_resident_kb();
+    harness_note("library resident after the release: %ld KB", now);
+    CHECK(now <= destroyed / 2);
+    CHECK(register_once(ws, NULL, ws ? "process-release-again-ws" : "process-release-again-mqtt", &took));
+}
+
+TEST(process_library_pages_leave_the_resident_set_after_the_last_destroy_mqtt) { pages_leave_after_the_last_destroy(0); }
+TEST(process_library_pages_leave_the_resident_set_after_the_last_destroy_ws) { pages_leave_after_the_last_destroy(1); }

@@ -8,7 +8,7 @@ use std::time::Instant;
 use rustls::{ClientConfig, RootCertStore};
 
 use crate::error::Error;
-use crate::net::{tls, ConnectSpec, Endpoint, Flavor, Goodbye, Link, Proxy, TlsSetup};
+use crate::net::{tls, ConnectSpec, Endpoint, Flavor, Goodbye, Held, Link, Proxy, TlsSetup};
 use crate::options::Setting;
 use crate::secret::Secret;
 use crate::session::{Auth, Callout, Outcome, Parsed, Session, Settings, Ticket};
@@ -32,6 +32,8 @@ pub struct Transport {
     goodbye: Option<Goodbye>,
     /// Events handled since the last `poll` that returned nothing (one `dowork`).
     events_this_round: usize,
+    /// Counts this handle among the live ones (what the process hands back when none is left).
+    _held: Held,
 }
 
 impl Transport {
@@ -60,6 +62,7 @@ impl Transport {
             link: None,
             goodbye: None,
             events_this_round: 0,
+            _held: crate::net::hold(),
         })
     }
 

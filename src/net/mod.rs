@@ -7,6 +7,7 @@ pub mod endpoint;
 mod fork;
 mod io;
 mod link;
+mod release;
 mod resolve;
 mod resumption;
 mod runtime;
@@ -15,6 +16,7 @@ pub mod tls;
 
 pub use endpoint::Endpoint;
 pub use link::{events_delivered, Goodbye, Link, EVENT_QUEUE};
+pub use release::{hold, Held};
 
 use std::sync::Arc;
 

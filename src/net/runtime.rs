@@ -46,6 +46,16 @@ pub fn handle() -> Result<Handle, Error> {
     Ok(handle)
 }
 
+/// The runtime, if this process has started it (never starts one).
+pub fn running() -> Option<Handle> {
+    let pid = std::process::id();
+    CURRENT
+        .lock()
+        .as_ref()
+        .filter(|c| c.pid == pid)
+        .map(|c| c.handle.clone())
+}
+
 extern "C" fn release_in_child() {
     super::fork::release_in_child(&CURRENT);
 }
