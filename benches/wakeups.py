@@ -85,6 +85,7 @@ def main():
                     p.stdin.flush()
                     r["syscalls"] = strace_total(out)
                     r["strace"] = open(out).read() if os.path.exists(out) else ""
+                    r["wakeups"] = epoll_waits(r["strace"])
                     results.append(r)
             if p.wait() != 0:
                 sys.exit(f"wakeups: bench failed for n={n}")

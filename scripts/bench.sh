@@ -6,8 +6,10 @@
 # Writes BENCHMARKS.md and PNG plots in docs/bench/. Prints figures; never fails because something
 # is slow.
 #
-#   scripts/bench.sh            full run (~14 min on 2 cores once built: 6 of them the 60 s
-#                               wake-up windows)
+#   scripts/bench.sh            full run (~20 min on 2 cores once built: 6 of them the 60 s
+#                               wake-up windows, 2 the fleet of 20,000)
+#   BENCH_ONLY=5,7 scripts/bench.sh   only some sections (1-6: benches/run.py's, 7 memory,
+#                               8 wake-ups); the report then has only those
 #   scripts/bench.sh --smoke    debug builds, tiny counts (< 2 min once built), output under
 #                               $CARGO_TARGET_DIR/bench-smoke/ (leaves BENCHMARKS.md alone):
 #                               proves the bench still runs (CI)
@@ -32,6 +34,8 @@ esac
 missing=()
 command -v ip >/dev/null || missing+=(iproute2)
 command -v strace >/dev/null || missing+=(strace)
+[ -n "$SMOKE" ] || command -v cmake >/dev/null || missing+=(cmake)
+command -v pkg-config >/dev/null || missing+=(pkg-config)
 [ -x /usr/bin/time ] || missing+=(time)
 python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
@@ -53,74 +57,74 @@ if [ -n "$SMOKE" ]; then
   cargo build --quiet -p dps-emulator
   cargo build --quiet -p prov_mqtt_transport --lib --example bench
   BIN=$TD/debug
-  SO=$TD/debug/libprov_mqtt_transport.so
   OUT=$TD/bench-smoke
+  LIB=$OUT/lib
+  SO=$LIB/libprov_mqtt_transport.so
+  mkdir -p "$LIB"
+  cp "$TD/debug/libprov_mqtt_transport.so" "$SO"
+  ln -sf libprov_mqtt_transport.so "$LIB/libprov_mqtt_transport.so.0"
 else
   echo "== building the emulator and the bench driver (release)"
   cargo build --release --quiet -p dps-emulator
   cargo build --release --quiet -p prov_mqtt_transport --example bench
-  echo "== building the shipped library: fat LTO, stripped"
-  # a target dir of its own, so this build and the ordinary release build do not overwrite each other
-  cargo rustc --quiet --release --lib -p prov_mqtt_transport --crate-type cdylib,staticlib \
-    --config 'profile.release.lto="fat"' --target-dir "$TD/bench-lto"
   BIN=$TD/release
-  SO=$TD/bench-lto/release/libprov_mqtt_transport.so
   OUT=$TD/bench-out
+  # the library as a user installs it: the CMake package (cargo's dist profile, fat LTO; stripped at
+  # install), in the build directory scripts/ctest.sh uses, so a test run's build is reused
+  echo "== building and installing the CMake package (the shipped library)"
+  cmake -S cmake -B build/cmake -DPMT_CARGO_TARGET_DIR="$TD" >/dev/null
+  cmake --build build/cmake >/dev/null
+  rm -rf "$OUT/prefix"
+  cmake --install build/cmake --prefix "$OUT/prefix" >/dev/null
+  LIB=$OUT/prefix/lib
+  SO=$LIB/libprov_mqtt_transport.so
+  # and the C sample linked statically against the installed archive, stripped (its size, section 6)
+  # shellcheck disable=SC2046
+  # (scripts/ctest.sh's command, which checks the package)
+  export PKG_CONFIG_PATH="$LIB/pkgconfig"
+  cc -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror examples/c/prov_dev_sample.c \
+    $(pkg-config --cflags prov_mqtt_transport) "$LIB/libprov_mqtt_transport.a" \
+    $(pkg-config --static --libs-only-l prov_mqtt_transport | sed 's/-lprov_mqtt_transport//') -o "$OUT/prov_dev_sample_static"
+  strip "$OUT/prov_dev_sample_static"
 fi
-mkdir -p "$OUT/lib"
-cp "$SO" "$OUT/lib/libprov_mqtt_transport.so"
-[ -n "$SMOKE" ] || strip "$OUT/lib/libprov_mqtt_transport.so"
-ln -sf libprov_mqtt_transport.so "$OUT/lib/libprov_mqtt_transport.so.0"
 cc -std=c11 -D_POSIX_C_SOURCE=200809L -O2 -Wall -Wextra -Werror -Iinclude examples/c/prov_dev_sample.c \
-  -L"$OUT/lib" -lprov_mqtt_transport -Wl,-rpath,"$OUT/lib" -rdynamic -o "$OUT/prov_dev_sample"
+  -L"$LIB" -lprov_mqtt_transport -Wl,-rpath,"$LIB" -rdynamic -o "$OUT/prov_dev_sample"
 
 # --- run ----------------------------------------------------------------------------------------
+ONLY=${BENCH_ONLY:-1,2,3,4,5,6,7,8}
+want() { [[ ",$ONLY," == *",$1,"* ]]; }
+EXTRA=()
 if [ -n "$SMOKE" ]; then
   REPORT=$OUT/BENCHMARKS.md
   PLOTS=$OUT/plots
-  SIZE=()
-else
-  REPORT=$ROOT/BENCHMARKS.md
-  PLOTS=$ROOT/docs/bench
-  SIZE=(--so "$OUT/lib/libprov_mqtt_transport.so")
-fi
-echo "== running the benchmarks${SMOKE:+ (smoke)}"
-"$VENV/bin/python" benches/run.py $SMOKE \
-  --emu "$BIN/dps-emulator" --bench "$BIN/examples/bench" --cdriver "$OUT/prov_dev_sample" "${SIZE[@]}" \
-  --py "$ROOT/$FID/.venv/bin/python" --node-modules "$ROOT/$FID/node/node_modules" \
-  --out "$REPORT" --plots "$PLOTS" --json "$OUT/results.json"
-echo "== wrote $REPORT"
-
-# --- memory and idle wake-ups (issue 14) -----------------------------------------------------------
-# Printed here; in a full run also appended to the report as sections 7 and 8.
-if [ -n "$SMOKE" ]; then
+  # the memory and wake-up benches' smoke runs: printed, not part of the report
   benches/memory.sh --smoke | grep -v '^JSON'
   for t in "" --ws; do
     python3 benches/wakeups.py $t --emu "$BIN/dps-emulator" --bench "$BIN/examples/bench" --n 1,20 --window-s 2 |
       grep -v '^JSON'
   done
 else
-  MEMORY_LIB="$OUT/lib/libprov_mqtt_transport.so" benches/memory.sh >"$OUT/memory.txt"
-  {
-    python3 benches/wakeups.py --emu "$BIN/dps-emulator" --bench "$BIN/examples/bench" --n 1,1000 --window-s 60
-    python3 benches/wakeups.py --ws --emu "$BIN/dps-emulator" --bench "$BIN/examples/bench" --n 1000 --window-s 60
-  } >"$OUT/wakeups.txt"
-  {
-    echo
-    echo "## 7. Memory the library adds to a C process registering one device"
-    echo
-    echo "\`benches/memory.sh\` (benches/memory.c: examples/c/prov_dev_sample.c with /proc/self/smaps read before the first \`create\`, every millisecond during the registration, and 300 ms after \`destroy\`), against the stripped fat-LTO library above; localhost, retry-after 1, one poll; KB."
-    echo
-    echo '```'
-    grep -v '^JSON' "$OUT/memory.txt"
-    echo '```'
-    echo
-    echo "## 8. Idle cost: the I/O thread's wake-ups"
-    echo
-    echo "\`benches/wakeups.py\` (\`bench wakeups\`): N registrations waiting out a retry-after of 300 s with \`dowork\` on every handle each millisecond, then every handle destroyed; the I/O thread's context switches (/proc/self/task/TID/status) and syscalls (\`strace -c -p TID\`; the one \`epoll_wait\` is the call strace's attach restarted) over 60 s."
-    echo
-    echo '```'
-    grep -v '^JSON' "$OUT/wakeups.txt"
-    echo '```'
-  } >>"$REPORT"
+  REPORT=$ROOT/BENCHMARKS.md
+  PLOTS=$ROOT/docs/bench
+  EXTRA=(--so "$SO" --static-sample "$OUT/prov_dev_sample_static")
+  if want 7; then
+    echo "== memory the library adds (section 7)"
+    MEMORY_LIB="$SO" benches/memory.sh >"$OUT/memory.txt"
+    EXTRA+=(--memory "$OUT/memory.txt")
+  fi
+  if want 8; then
+    echo "== the I/O thread's wake-ups (section 8)"
+    python3 benches/wakeups.py --emu "$BIN/dps-emulator" --bench "$BIN/examples/bench" --n 1,1000 --window-s 60 \
+      >"$OUT/wakeups-mqtt.txt"
+    python3 benches/wakeups.py --ws --emu "$BIN/dps-emulator" --bench "$BIN/examples/bench" --n 1000 --window-s 60 \
+      >"$OUT/wakeups-ws.txt"
+    EXTRA+=(--wakeups "$OUT/wakeups-mqtt.txt" --wakeups "$OUT/wakeups-ws.txt")
+  fi
 fi
+sections=$(tr ',' '\n' <<<"$ONLY" | grep -E '^[1-6]$' | paste -sd, || true)
+echo "== running the benchmarks${SMOKE:+ (smoke)}"
+"$VENV/bin/python" benches/run.py $SMOKE --only "${sections:-none}" \
+  --emu "$BIN/dps-emulator" --bench "$BIN/examples/bench" --cdriver "$OUT/prov_dev_sample" "${EXTRA[@]}" \
+  --py "$ROOT/$FID/.venv/bin/python" --node-modules "$ROOT/$FID/node/node_modules" \
+  --out "$REPORT" --plots "$PLOTS" --json "$OUT/results.json"
+echo "== wrote $REPORT"
