@@ -11,6 +11,9 @@ use tokio_tungstenite::WebSocketStream;
 
 use crate::error::Error;
 
+/// What a read from TLS asks for at least.
+const READ_CHUNK: usize = 1024;
+
 pub enum Io {
     Tls(Box<TlsStream<TcpStream>>),
     Ws(Box<WebSocketStream<TlsStream<TcpStream>>>),
@@ -20,7 +23,12 @@ impl Io {
     /// Appends what arrives to `buf`; Ok(0) when the peer closed. Cancel-safe.
     pub async fn read_into(&mut self, buf: &mut BytesMut, host: &str) -> Result<usize, Error> {
         match self {
-            Io::Tls(s) => s.read_buf(buf).await.map_err(|e| read_error(e, host)),
+            Io::Tls(s) => {
+                // DPS's packets are small (a reply is under 1 KB unless it carries an issued
+                // certificate); a larger one takes more reads, the buffer growing
+                buf.reserve(READ_CHUNK);
+                s.read_buf(buf).await.map_err(|e| read_error(e, host))
+            }
             Io::Ws(ws) => loop {
                 match ws.next().await {
                     None | Some(Ok(Message::Close(_))) => return Ok(0),

@@ -266,16 +266,17 @@ async fn connected(
     events: &tmpsc::Sender<Box<NetEvent>>,
     mut out: BytesMut,
 ) -> Result<(), Error> {
-    // DPS's packets are small (a reply is under 1 KB unless it carries an issued certificate);
-    // the buffer grows for a larger one. Per connection this and rustls' own 4 KB receive
-    // buffer are most of what a waiting registration holds.
-    let mut inbound = BytesMut::with_capacity(1024);
+    // A connection spends its life waiting (for a reply, a retry-after, the keep-alive): its
+    // buffers are let go whenever they are empty (the read buffer once a packet is decoded, the
+    // write buffer once written), so a waiting registration holds only rustls' 4 KB receive
+    // buffer of its own; a fleet of 10,000 saves 15 MB.
+    let mut inbound = BytesMut::new();
     let mut pending: Option<Packet> = None;
     let mut closing: Option<smpsc::SyncSender<()>> = None;
     loop {
         if !out.is_empty() {
             io.write_all(&out, host).await?;
-            out.clear();
+            out = BytesMut::new();
         }
         if let Some(flushed) = closing.take() {
             let _ = flushed.try_send(());
@@ -284,6 +285,9 @@ async fn connected(
         }
         if pending.is_none() {
             pending = decode(&mut inbound)?;
+            if inbound.is_empty() {
+                inbound = BytesMut::new();
+            }
         }
         tokio::select! {
             command = commands.recv() => {
