@@ -10,6 +10,8 @@
 #   MEMORY_PROFILE=release       another cargo profile (release: no LTO)
 #   MEMORY_LIB=FILE              a library built already (scripts/bench.sh passes its shipped one)
 #   MEMORY_RUNS=N                runs per transport (default 3; smoke 1)
+#   MEMORY_EVICT=1               only the library pages a registration really touches get mapped
+#                                (benches/memory.c: no read-around, the rest evicted before create)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -64,7 +66,7 @@ for i in $(seq "$RUNS"); do
     printf '%s %s\n' $t "$(tail -1 "$WORK/out")" >>"$WORK/results"
   done
 done
-python3 - "$WORK/results" "${MEMORY_LIB:-cargo profile $PROFILE}" <<'PY'
+python3 - "$WORK/results" "${MEMORY_LIB:-cargo profile $PROFILE}${MEMORY_EVICT:+; MEMORY_EVICT=$MEMORY_EVICT}" <<'PY'
 import json, sys, statistics
 rows = [(l.split(" ", 1)[0], json.loads(l.split(" ", 1)[1])) for l in open(sys.argv[1])]
 print(f"== memory the library adds to a C process registering one device ({sys.argv[2]}; KB)")
@@ -85,6 +87,11 @@ for t in ("mqtt", "ws"):
     for c in cats:
         b, p, a = (med(lambda r, s=s: r[s][c + '_kb']) for s in ("before", "peak", "after"))
         print(f"   {c:<10} {b:>8.0f} {p:>8.0f} {a:>8.0f} {p - b:>12.0f}")
+    lp = lambda s, k: med(lambda r: r["libpages"][s][k])
+    for part, name in (("text", "text"), ("ro", "read-only")):
+        print(f"   library {name} pages (4 KiB): {lp('after', part + '_pages'):.0f} mapped; present in the page tables "
+              f"before create {lp('before', part + '_present'):.0f}, after destroy {lp('after', part + '_present'):.0f}; "
+              f"in the page cache before create {lp('before', part + '_cached'):.0f}, after {lp('after', part + '_cached'):.0f}")
     r = rs[len(rs) // 2]
     grown = {k: v - r["before"]["other_by_file"].get(k, 0) for k, v in r["peak"]["other_by_file"].items()}
     print("   other, grown at the peak by file: " + ", ".join(f"{k} +{v}" for k, v in sorted(grown.items(), key=lambda kv: -kv[1]) if v))
