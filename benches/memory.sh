@@ -34,6 +34,19 @@ else
   fi
   SO=$TD/$PROFILE/libprov_mqtt_transport.so
 fi
+# cmake/hot-symbols.txt (scripts/hot-symbols.sh; build.rs hands it to lld): how many of its names
+# the library has, so that a list gone stale (new rustc or dependency versions) shows
+LIST=cmake/hot-symbols.txt
+HOT="no $LIST"
+if [ -f $LIST ]; then
+  total=$(grep -cv '^#' $LIST)
+  if [ -n "$(nm "$SO" 2>/dev/null | head -1)" ]; then
+    have=$(nm --defined-only "$SO" | awk '{print $NF}' | sort -u | comm -12 - <(grep -v '^#' $LIST | sort -u) | wc -l)
+    HOT="$have of its $total names in this library"
+  else
+    HOT="not checked: $SO has no symbol table"
+  fi
+fi
 WORK=$(mktemp -d)
 trap 'kill "${EMU_PID:-}" 2>/dev/null || true; rm -rf "$WORK"' EXIT
 # the library as installed: its SONAME (libprov_mqtt_transport.so.0) next to it
@@ -66,10 +79,11 @@ for i in $(seq "$RUNS"); do
     printf '%s %s\n' $t "$(tail -1 "$WORK/out")" >>"$WORK/results"
   done
 done
-python3 - "$WORK/results" "${MEMORY_LIB:-cargo profile $PROFILE}${MEMORY_EVICT:+; MEMORY_EVICT=$MEMORY_EVICT}" <<'PY'
+python3 - "$WORK/results" "${MEMORY_LIB:-cargo profile $PROFILE}${MEMORY_EVICT:+; MEMORY_EVICT=$MEMORY_EVICT}" "$HOT" <<'PY'
 import json, sys, statistics
 rows = [(l.split(" ", 1)[0], json.loads(l.split(" ", 1)[1])) for l in open(sys.argv[1])]
 print(f"== memory the library adds to a C process registering one device ({sys.argv[2]}; KB)")
+print(f"   hot-symbol order (cmake/hot-symbols.txt): {sys.argv[3]}")
 cats = ["lib_text", "lib_ro", "lib_data", "heap", "arenas", "stacks", "anon", "other"]
 for t in ("mqtt", "ws"):
     rs = [r for tt, r in rows if tt == t]
