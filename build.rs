@@ -64,6 +64,9 @@ fn hot_symbol_order(dir: &std::path::Path) {
             list.display()
         );
         println!("cargo:rustc-cdylib-link-arg=-Wl,--no-warn-symbol-ordering");
+        let plt = dir.join("cmake/plt-first.ld");
+        println!("cargo:rerun-if-changed={}", plt.display());
+        println!("cargo:rustc-cdylib-link-arg=-Wl,-T,{}", plt.display());
     }
 }
 
