@@ -43,9 +43,12 @@ fn main() {
 // library's resident text is the windows its registration code touches: scattered over the whole
 // segment, that was all of it (1.3 MB). cmake/hot-symbols.txt (scripts/hot-symbols.sh) lists the
 // functions a registration runs, first use first; lld lays them out in that order at the start of
-// .text. Only when rustc links with its own lld (x86_64-unknown-linux-gnu, Rust >= 1.90, no linker
-// configured): GNU ld has no such option, and a configured linker (the CMake cross path's
+// .text, and cmake/plt-first.ld puts .plt before .text (every thread-local access calls
+// __tls_get_addr through it; after .text it kept the cold tail's last window resident). Only when
+// rustc links with its own lld (x86_64-unknown-linux-gnu, Rust >= 1.90, no linker or -fuse-ld
+// configured): GNU ld has neither option, and a configured linker (the CMake cross path's
 // toolchain compiler) is GNU ld's driver. Names the library no longer has are skipped silently.
+// Layout only: no behaviour changes.
 fn hot_symbol_order(dir: &std::path::Path) {
     let list = dir.join("cmake/hot-symbols.txt");
     println!("cargo:rerun-if-changed={}", list.display());
@@ -54,9 +57,9 @@ fn hot_symbol_order(dir: &std::path::Path) {
     let flags = env("CARGO_ENCODED_RUSTFLAGS");
     let rust_lld = env("TARGET") == "x86_64-unknown-linux-gnu"
         && std::env::var_os("RUSTC_LINKER").is_none()
-        && !flags
-            .split('\x1f')
-            .any(|f| f.contains("linker") || f.contains("link-self-contained"))
+        && !flags.split('\x1f').any(|f| {
+            f.contains("linker") || f.contains("link-self-contained") || f.contains("fuse-ld")
+        })
         && rustc_minor().is_some_and(|minor| minor >= 90);
     if rust_lld && list.exists() {
         println!(
