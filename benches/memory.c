@@ -32,9 +32,10 @@
  * and the file's cached pages that this process has not mapped are dropped (posix_fadvise
  * DONTNEED; mapped pages stay): fault-around then finds nothing else cached, so "present" is the
  * pages the registration really touches. (Evicting the file before the process starts does not do
- * that: ld.so's first fault reads the file back around it, 8 MiB on this machine's disk.) "lib_base"
- * (the load address) lets scripts/hot-symbols.sh
- * map traced addresses to the library's symbols. With MEMORY_TRACE_TEXT=1 the library's text is
+ * that: ld.so's first fault reads the file back around it, 8 MiB on this machine's disk; and on
+ * Linux 6.18 the text's faults read ahead regardless, so this holds for the read-only data only.)
+ * "lib_base" (the load address) lets scripts/hot-symbols.sh map traced addresses to the library's
+ * symbols. With MEMORY_TRACE_TEXT=1 the library's text is
  * made non-executable before create and a SIGSEGV handler gives each page back its execute right
  * when it is first run: "text_exec_pages" lists, in first-run order, the pages (offsets from
  * lib_base) the registration's code really runs on, natively, whatever fault-around maps (only for

@@ -11,7 +11,8 @@
 #   MEMORY_LIB=FILE              a library built already (scripts/bench.sh passes its shipped one)
 #   MEMORY_RUNS=N                runs per transport (default 3; smoke 1)
 #   MEMORY_EVICT=1               only the library pages a registration really touches get mapped
-#                                (benches/memory.c: no read-around, the rest evicted before create)
+#                                (benches/memory.c: no read-around, the rest evicted before create;
+#                                on Linux 6.18 the text's faults read ahead anyway: read-only data)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
