@@ -10,6 +10,9 @@
 #   MEMORY_PROFILE=release       another cargo profile (release: no LTO)
 #   MEMORY_LIB=FILE              a library built already (scripts/bench.sh passes its shipped one)
 #   MEMORY_RUNS=N                runs per transport (default 3; smoke 1)
+#   MEMORY_EVICT=1               only the library pages a registration really touches get mapped
+#                                (benches/memory.c: no read-around, the rest evicted before create;
+#                                on Linux 6.18 the text's faults read ahead anyway: read-only data)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -31,6 +34,19 @@ else
     cargo build --quiet --profile "$PROFILE" -p prov_mqtt_transport --lib
   fi
   SO=$TD/$PROFILE/libprov_mqtt_transport.so
+fi
+# cmake/hot-symbols.txt (scripts/hot-symbols.sh; build.rs hands it to lld): how many of its names
+# the library has, so that a list gone stale (new rustc or dependency versions) shows
+LIST=cmake/hot-symbols.txt
+HOT="no $LIST"
+if [ -f $LIST ]; then
+  total=$(grep -cv '^#' $LIST)
+  if [ -n "$(nm "$SO" 2>/dev/null | head -1)" ]; then
+    have=$(nm --defined-only "$SO" | awk '{print $NF}' | sort -u | comm -12 - <(grep -v '^#' $LIST | sort -u) | wc -l)
+    HOT="$have of its $total names in this library"
+  else
+    HOT="not checked: $SO has no symbol table"
+  fi
 fi
 WORK=$(mktemp -d)
 trap 'kill "${EMU_PID:-}" 2>/dev/null || true; rm -rf "$WORK"' EXIT
@@ -64,10 +80,11 @@ for i in $(seq "$RUNS"); do
     printf '%s %s\n' $t "$(tail -1 "$WORK/out")" >>"$WORK/results"
   done
 done
-python3 - "$WORK/results" "${MEMORY_LIB:-cargo profile $PROFILE}" <<'PY'
+python3 - "$WORK/results" "${MEMORY_LIB:-cargo profile $PROFILE}${MEMORY_EVICT:+; MEMORY_EVICT=$MEMORY_EVICT}" "$HOT" <<'PY'
 import json, sys, statistics
 rows = [(l.split(" ", 1)[0], json.loads(l.split(" ", 1)[1])) for l in open(sys.argv[1])]
 print(f"== memory the library adds to a C process registering one device ({sys.argv[2]}; KB)")
+print(f"   hot-symbol order (cmake/hot-symbols.txt): {sys.argv[3]}")
 cats = ["lib_text", "lib_ro", "lib_data", "heap", "arenas", "stacks", "anon", "other"]
 for t in ("mqtt", "ws"):
     rs = [r for tt, r in rows if tt == t]
@@ -85,6 +102,11 @@ for t in ("mqtt", "ws"):
     for c in cats:
         b, p, a = (med(lambda r, s=s: r[s][c + '_kb']) for s in ("before", "peak", "after"))
         print(f"   {c:<10} {b:>8.0f} {p:>8.0f} {a:>8.0f} {p - b:>12.0f}")
+    lp = lambda s, k: med(lambda r: r["libpages"][s][k])
+    for part, name in (("text", "text"), ("ro", "read-only")):
+        print(f"   library {name} pages (4 KiB): {lp('after', part + '_pages'):.0f} mapped; present in the page tables "
+              f"before create {lp('before', part + '_present'):.0f}, after destroy {lp('after', part + '_present'):.0f}; "
+              f"in the page cache before create {lp('before', part + '_cached'):.0f}, after {lp('after', part + '_cached'):.0f}")
     r = rs[len(rs) // 2]
     grown = {k: v - r["before"]["other_by_file"].get(k, 0) for k, v in r["peak"]["other_by_file"].items()}
     print("   other, grown at the peak by file: " + ", ".join(f"{k} +{v}" for k, v in sorted(grown.items(), key=lambda kv: -kv[1]) if v))
