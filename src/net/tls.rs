@@ -345,6 +345,46 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_provider_is_rustls_ring_provider_without_the_chacha20_suites() {
+        let ring = rustls::crypto::ring::default_provider();
+        let ours = provider();
+        let name = |s: &rustls::SupportedCipherSuite| format!("{:?}", s.suite());
+        let want: Vec<String> = ring
+            .cipher_suites
+            .iter()
+            .map(name)
+            .filter(|n| !n.contains("CHACHA20"))
+            .collect();
+        assert_eq!(
+            ours.cipher_suites.iter().map(name).collect::<Vec<_>>(),
+            want
+        );
+        assert_eq!(want.len(), 6, "{want:?}");
+        let group = |g: &&dyn rustls::crypto::SupportedKxGroup| g.name();
+        assert_eq!(
+            ours.kx_groups.iter().map(group).collect::<Vec<_>>(),
+            ring.kx_groups.iter().map(group).collect::<Vec<_>>()
+        );
+        // the signature table copied from rustls: the same algorithms, schemes and order
+        type Alg = &'static dyn rustls::pki_types::SignatureVerificationAlgorithm;
+        let ids = |algs: &[Alg]| {
+            algs.iter()
+                .map(|a| (a.public_key_alg_id(), a.signature_alg_id()))
+                .collect::<Vec<_>>()
+        };
+        let (a, b) = (
+            ours.signature_verification_algorithms,
+            ring.signature_verification_algorithms,
+        );
+        assert_eq!(ids(a.all), ids(b.all));
+        assert_eq!(a.mapping.len(), b.mapping.len());
+        for (x, y) in a.mapping.iter().zip(b.mapping) {
+            assert_eq!(x.0, y.0);
+            assert_eq!(ids(x.1), ids(y.1), "{:?}", x.0);
+        }
+    }
+
+    #[test]
     fn a_same_name_ca_that_did_not_sign_is_explained() {
         let (why, transient) = explain(
             &rustls::Error::InvalidCertificate(rustls::CertificateError::BadSignature),
