@@ -1,6 +1,7 @@
 //! Generates include/prov_mqtt_transport.h from src/ffi with cbindgen (pinned in Cargo.toml),
 //! compiles src/sdk_log.c (the weak link to the SDK's logger), and sets the shared library's
-//! SONAME: the one place it is derived (CMake and scripts/check-abi.sh read it from the library).
+//! SONAME: the one place it is derived (CMake and scripts/check-abi.sh read it from the library),
+//! and adds the shared library's link arguments (`link_args`: smaller, hot code first).
 
 use std::path::PathBuf;
 
@@ -15,8 +16,7 @@ fn main() {
     let major =
         std::env::var("CARGO_PKG_VERSION_MAJOR").expect("cargo sets CARGO_PKG_VERSION_MAJOR");
     println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libprov_mqtt_transport.so.{major}");
-
-    hot_symbol_order(&dir);
+    link_args(&dir);
 
     cc::Build::new()
         .file("src/sdk_log.c")
@@ -38,30 +38,41 @@ fn main() {
     }
 }
 
-// --- Hot code first (issue 14, goal 1; BENCHMARKS.md section 7) ------------------------------
-// The kernel maps a file's cached pages in 64 KiB windows around each faulted page, so the
-// library's resident text is the windows its registration code touches: scattered over the whole
-// segment, that was all of it (1.3 MB). cmake/hot-symbols.txt (scripts/hot-symbols.sh) lists the
-// functions a registration runs, first use first; lld lays them out in that order at the start of
-// .text, and cmake/plt-first.ld puts .plt before .text (every thread-local access calls
-// __tls_get_addr through it; after .text it kept the cold tail's last window resident). Only when
-// rustc links with its own lld (x86_64-unknown-linux-gnu, Rust >= 1.90, no linker or -fuse-ld
-// configured): GNU ld has neither option, and a configured linker (the CMake cross path's
-// toolchain compiler) is GNU ld's driver. Names the library no longer has are skipped silently.
-// Layout only: no behaviour changes.
-fn hot_symbol_order(dir: &std::path::Path) {
+// ---- Link arguments of the cdylib (issue 14; benches/size-experiments.md, BENCHMARKS.md §7) ----
+// Only the shared library's link (the staticlib's is the application's). Layout and size only:
+// no behaviour changes.
+fn link_args(dir: &std::path::Path) {
+    println!("cargo:rerun-if-env-changed=PMT_PACK_RELATIVE_RELOCS");
+    // Relative relocations packed as DT_RELR: -53 KB stripped. glibc loads such a library from
+    // 2.36 on (the linker adds a GLIBC_ABI_DT_RELR version need, so an older glibc refuses it
+    // with "version `GLIBC_ABI_DT_RELR' not found"), hence opt-in: the CMake package's
+    // PMT_PACK_RELATIVE_RELOCS (default: on when the toolchain's glibc is 2.36 or newer) sets it.
+    // Both rust-lld and GNU ld (2.38 on) know the option.
+    if matches!(
+        std::env::var("PMT_PACK_RELATIVE_RELOCS").as_deref(),
+        Ok("1" | "ON" | "on" | "TRUE" | "true" | "YES" | "yes")
+    ) {
+        println!("cargo:rustc-cdylib-link-arg=-Wl,-z,pack-relative-relocs");
+    }
+    // The rest only lld has (GNU ld, which the CMake cross path's toolchain compiler drives, has
+    // neither option).
+    if !uses_rust_lld() {
+        return;
+    }
+    // Identical code folding: -11 KB stripped. Nothing here relies on distinct functions having
+    // distinct addresses (Rust makes no such promise); a backtrace through a folded function
+    // names one of the functions folded together.
+    println!("cargo:rustc-cdylib-link-arg=-Wl,--icf=all");
+    // Hot code first. The kernel maps a file's cached pages in 64 KiB windows around each faulted
+    // page, so the library's resident text is the windows its registration code touches:
+    // scattered over the whole segment, that was all of it (1.3 MB). cmake/hot-symbols.txt
+    // (scripts/hot-symbols.sh) lists the functions a registration runs, first use first; lld lays
+    // them out in that order at the start of .text, and cmake/plt-first.ld puts .plt before
+    // .text (every thread-local access calls __tls_get_addr through it; after .text it kept the
+    // cold tail's last window resident). Names the library no longer has are skipped silently.
     let list = dir.join("cmake/hot-symbols.txt");
     println!("cargo:rerun-if-changed={}", list.display());
-    println!("cargo:rerun-if-env-changed=RUSTC_LINKER");
-    let env = |k: &str| std::env::var(k).unwrap_or_default();
-    let flags = env("CARGO_ENCODED_RUSTFLAGS");
-    let rust_lld = env("TARGET") == "x86_64-unknown-linux-gnu"
-        && std::env::var_os("RUSTC_LINKER").is_none()
-        && !flags.split('\x1f').any(|f| {
-            f.contains("linker") || f.contains("link-self-contained") || f.contains("fuse-ld")
-        })
-        && rustc_minor().is_some_and(|minor| minor >= 90);
-    if rust_lld && list.exists() {
+    if list.exists() {
         println!(
             "cargo:rustc-cdylib-link-arg=-Wl,--symbol-ordering-file={}",
             list.display()
@@ -71,6 +82,20 @@ fn hot_symbol_order(dir: &std::path::Path) {
         println!("cargo:rerun-if-changed={}", plt.display());
         println!("cargo:rustc-cdylib-link-arg=-Wl,-T,{}", plt.display());
     }
+}
+
+/// Whether rustc links this target with its self-contained rust-lld: its default on
+/// x86_64-unknown-linux-gnu from 1.90 on, unless a linker or linker flavour is configured.
+fn uses_rust_lld() -> bool {
+    println!("cargo:rerun-if-env-changed=RUSTC_LINKER");
+    let var = |name: &str| std::env::var(name).unwrap_or_default();
+    if var("TARGET") != "x86_64-unknown-linux-gnu" || !var("RUSTC_LINKER").is_empty() {
+        return false;
+    }
+    let configured = var("CARGO_ENCODED_RUSTFLAGS").split('\x1f').any(|f| {
+        f.contains("linker") || f.contains("link-self-contained") || f.contains("fuse-ld")
+    });
+    !configured && rustc_minor().is_some_and(|minor| minor >= 90)
 }
 
 /// The minor version of the rustc cargo builds with ("rustc 1.95.0 (...)" gives 95).
@@ -89,4 +114,3 @@ fn rustc_minor() -> Option<u32> {
         .parse()
         .ok()
 }
-// --- end of hot code first ---------------------------------------------------------------------

@@ -151,7 +151,11 @@ impl fmt::Display for Error {
             ),
             Error::ConnectionLost(why) => write!(f, "connection lost: {why}"),
             Error::Timeout { waiting_for, after } => {
-                write!(f, "no {waiting_for} within {:.1} s", after.as_secs_f64())
+                write!(
+                    f,
+                    "no {waiting_for} within {} s",
+                    crate::log::Seconds(*after, 1)
+                )
             }
             Error::Payload(e) => write!(f, "unusable reply: {e}"),
             Error::Service { status, error } => write!(f, "DPS replied {status}: {error}"),
@@ -162,8 +166,8 @@ impl fmt::Display for Error {
                 last,
             } => write!(
                 f,
-                "giving up after {attempts} retries over {:.1} s; last error: {last}",
-                elapsed.as_secs_f64()
+                "giving up after {attempts} retries over {} s; last error: {last}",
+                crate::log::Seconds(*elapsed, 1)
             ),
             Error::IssuedChain(e) => write!(f, "unusable issued certificate chain: {e}"),
             Error::RegisterBody(e) => write!(f, "{e}"),

@@ -18,6 +18,28 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
 
+/// A duration in seconds with `decimals` decimals (at most 9), rounded half to even: what
+/// `{:.N}` of `as_secs_f64()` prints, in integer arithmetic, so that the library links no float
+/// formatting code (-12 KB; benches/size-experiments.md).
+pub(crate) struct Seconds(pub Duration, pub u32);
+
+impl std::fmt::Display for Seconds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let decimals = self.1.min(9);
+        let unit = 10u128.pow(9 - decimals);
+        let nanos = self.0.as_nanos();
+        let (mut q, r) = (nanos / unit, nanos % unit);
+        if r * 2 > unit || (r * 2 == unit && q % 2 == 1) {
+            q += 1;
+        }
+        let scale = 10u128.pow(decimals);
+        match decimals {
+            0 => write!(f, "{q}"),
+            d => write!(f, "{}.{:0w$}", q / scale, q % scale, w = d as usize),
+        }
+    }
+}
+
 /// How important a line is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Level {
@@ -69,11 +91,11 @@ pub fn line(level: Level, site: Site, context: &str, message: std::fmt::Argument
     // The lock is released: a logger that calls back into us cannot deadlock.
     for r in reports {
         let text = format!(
-            "suppressed {} repeated line(s) from {}:{} in the last {:.0} s",
+            "suppressed {} repeated line(s) from {}:{} in the last {} s",
             r.suppressed,
             r.site.file(),
             r.site.line,
-            r.over.as_secs_f64().max(1.0)
+            Seconds(r.over.max(Duration::from_secs(1)), 0)
         );
         deliver(r.level, r.site, &r.context, &text);
     }
@@ -375,6 +397,35 @@ mod tests {
         assert_eq!(reports[0].context, "dev");
         assert_eq!(reports[0].level, Level::Error);
         assert_eq!(reports[0].site, A);
+    }
+
+    #[test]
+    fn seconds_print_as_the_float_formatting_they_replace() {
+        let mut compared = 0;
+        for k in 0..20_000u64 {
+            let d = Duration::from_nanos(k * 1_234_567 + k % 7);
+            for decimals in 0..=3u32 {
+                let unit = 10u128.pow(9 - decimals);
+                if (d.as_nanos() % unit) * 2 == unit {
+                    continue; // an exact tie: rounded half to even, where f64 rounds its nearest value
+                }
+                let want = format!("{:.*}", decimals as usize, d.as_secs_f64());
+                assert_eq!(
+                    Seconds(d, decimals).to_string(),
+                    want,
+                    "{d:?} with {decimals}"
+                );
+                compared += 1;
+            }
+        }
+        assert!(compared > 79_000, "{compared}");
+        assert_eq!(Seconds(Duration::from_millis(1250), 1).to_string(), "1.2");
+        assert_eq!(Seconds(Duration::from_millis(1350), 1).to_string(), "1.4");
+        assert_eq!(Seconds(Duration::from_millis(500), 0).to_string(), "0");
+        assert_eq!(
+            Seconds(Duration::from_secs(90_000), 2).to_string(),
+            "90000.00"
+        );
     }
 
     #[test]

@@ -32,11 +32,107 @@ impl Clone for Identity {
     }
 }
 
+/// The crypto provider: rustls' *ring* provider, with the suites a DPS connection uses. Azure DPS
+/// offers AES-GCM in TLS 1.3 and ECDHE-RSA / ECDHE-ECDSA AES-GCM in TLS 1.2, so the
+/// ChaCha20-Poly1305 suites are left out: −56 KB of ring assembly and rustls code in the
+/// stripped .so (benches/size-experiments.md). AES-GCM works on every CPU (ring has
+/// constant-time code for those without AES instructions, slower than ChaCha20 there). The key
+/// exchange groups and signature algorithms are rustls' defaults. The provider is built here
+/// rather than from `default_provider()`, whose suite list would keep the ChaCha20 code linked.
 fn provider() -> Arc<CryptoProvider> {
-    static PROVIDER: Lazy<Arc<CryptoProvider>> =
-        Lazy::new(|| Arc::new(rustls::crypto::ring::default_provider()));
+    static PROVIDER: Lazy<Arc<CryptoProvider>> = Lazy::new(|| {
+        use rustls::crypto::ring::{cipher_suite as cs, kx_group};
+        Arc::new(CryptoProvider {
+            cipher_suites: vec![
+                cs::TLS13_AES_256_GCM_SHA384,
+                cs::TLS13_AES_128_GCM_SHA256,
+                cs::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+                cs::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+                cs::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+                cs::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+            ],
+            kx_groups: vec![kx_group::X25519, kx_group::SECP256R1, kx_group::SECP384R1],
+            signature_verification_algorithms: SIGNATURE_ALGORITHMS,
+            secure_random: &Ring,
+            key_provider: &Ring,
+        })
+    });
     PROVIDER.clone()
 }
+
+/// Randomness and key loading as rustls' *ring* provider does them.
+#[derive(Debug)]
+struct Ring;
+
+impl rustls::crypto::SecureRandom for Ring {
+    fn fill(&self, buf: &mut [u8]) -> Result<(), rustls::crypto::GetRandomFailed> {
+        use ring::rand::SecureRandom;
+        ring::rand::SystemRandom::new()
+            .fill(buf)
+            .map_err(|_| rustls::crypto::GetRandomFailed)
+    }
+}
+
+impl rustls::crypto::KeyProvider for Ring {
+    fn load_private_key(
+        &self,
+        key_der: PrivateKeyDer<'static>,
+    ) -> Result<Arc<dyn rustls::sign::SigningKey>, rustls::Error> {
+        rustls::crypto::ring::sign::any_supported_type(&zeroize::Zeroizing::new(key_der))
+    }
+}
+
+/// The signature algorithms rustls' *ring* provider verifies (rustls 0.23's table, which it
+/// does not export on its own).
+static SIGNATURE_ALGORITHMS: rustls::crypto::WebPkiSupportedAlgorithms = {
+    use rustls::SignatureScheme as S;
+    use webpki::ring as alg;
+    rustls::crypto::WebPkiSupportedAlgorithms {
+        all: &[
+            alg::ECDSA_P256_SHA256,
+            alg::ECDSA_P256_SHA384,
+            alg::ECDSA_P384_SHA256,
+            alg::ECDSA_P384_SHA384,
+            alg::ED25519,
+            alg::RSA_PSS_2048_8192_SHA256_LEGACY_KEY,
+            alg::RSA_PSS_2048_8192_SHA384_LEGACY_KEY,
+            alg::RSA_PSS_2048_8192_SHA512_LEGACY_KEY,
+            alg::RSA_PKCS1_2048_8192_SHA256,
+            alg::RSA_PKCS1_2048_8192_SHA384,
+            alg::RSA_PKCS1_2048_8192_SHA512,
+            alg::RSA_PKCS1_2048_8192_SHA256_ABSENT_PARAMS,
+            alg::RSA_PKCS1_2048_8192_SHA384_ABSENT_PARAMS,
+            alg::RSA_PKCS1_2048_8192_SHA512_ABSENT_PARAMS,
+        ],
+        mapping: &[
+            // for TLS 1.2 the curve is not fixed by the scheme; for TLS 1.3 it is
+            (
+                S::ECDSA_NISTP384_SHA384,
+                &[alg::ECDSA_P384_SHA384, alg::ECDSA_P256_SHA384],
+            ),
+            (
+                S::ECDSA_NISTP256_SHA256,
+                &[alg::ECDSA_P256_SHA256, alg::ECDSA_P384_SHA256],
+            ),
+            (S::ED25519, &[alg::ED25519]),
+            (
+                S::RSA_PSS_SHA512,
+                &[alg::RSA_PSS_2048_8192_SHA512_LEGACY_KEY],
+            ),
+            (
+                S::RSA_PSS_SHA384,
+                &[alg::RSA_PSS_2048_8192_SHA384_LEGACY_KEY],
+            ),
+            (
+                S::RSA_PSS_SHA256,
+                &[alg::RSA_PSS_2048_8192_SHA256_LEGACY_KEY],
+            ),
+            (S::RSA_PKCS1_SHA512, &[alg::RSA_PKCS1_2048_8192_SHA512]),
+            (S::RSA_PKCS1_SHA384, &[alg::RSA_PKCS1_2048_8192_SHA384]),
+            (S::RSA_PKCS1_SHA256, &[alg::RSA_PKCS1_2048_8192_SHA256]),
+        ],
+    }
+};
 
 fn certificates(pem: &str, what: &'static str) -> Result<Vec<CertificateDer<'static>>, Error> {
     let certs = CertificateDer::pem_slice_iter(pem.as_bytes())
@@ -250,6 +346,46 @@ pub fn explain(error: &rustls::Error, host: &str) -> (String, bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_provider_is_rustls_ring_provider_without_the_chacha20_suites() {
+        let ring = rustls::crypto::ring::default_provider();
+        let ours = provider();
+        let name = |s: &rustls::SupportedCipherSuite| format!("{:?}", s.suite());
+        let want: Vec<String> = ring
+            .cipher_suites
+            .iter()
+            .map(name)
+            .filter(|n| !n.contains("CHACHA20"))
+            .collect();
+        assert_eq!(
+            ours.cipher_suites.iter().map(name).collect::<Vec<_>>(),
+            want
+        );
+        assert_eq!(want.len(), 6, "{want:?}");
+        let group = |g: &&dyn rustls::crypto::SupportedKxGroup| g.name();
+        assert_eq!(
+            ours.kx_groups.iter().map(group).collect::<Vec<_>>(),
+            ring.kx_groups.iter().map(group).collect::<Vec<_>>()
+        );
+        // the signature table copied from rustls: the same algorithms, schemes and order
+        type Alg = &'static dyn rustls::pki_types::SignatureVerificationAlgorithm;
+        let ids = |algs: &[Alg]| {
+            algs.iter()
+                .map(|a| (a.public_key_alg_id(), a.signature_alg_id()))
+                .collect::<Vec<_>>()
+        };
+        let (a, b) = (
+            ours.signature_verification_algorithms,
+            ring.signature_verification_algorithms,
+        );
+        assert_eq!(ids(a.all), ids(b.all));
+        assert_eq!(a.mapping.len(), b.mapping.len());
+        for (x, y) in a.mapping.iter().zip(b.mapping) {
+            assert_eq!(x.0, y.0);
+            assert_eq!(ids(x.1), ids(y.1), "{:?}", x.0);
+        }
+    }
 
     #[test]
     fn a_same_name_ca_that_did_not_sign_is_explained() {

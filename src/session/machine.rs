@@ -358,8 +358,8 @@ impl Session {
         };
         info!(
             &self.context,
-            "{line}; reconnecting in {:.2} s (attempt {attempt} of {})",
-            delay.as_secs_f64(),
+            "{line}; reconnecting in {} s (attempt {attempt} of {})",
+            crate::log::Seconds(delay, 2),
             policy.max_attempts
         );
         self.request = match self.request {
