@@ -489,7 +489,7 @@ def memory_added(mem):
     for t in ("mqtt", "ws"):
         rs = [r for tt, r in mem["rows"] if tt == t]
         if rs:
-            out[t] = med([r["vmhwm_kb"] - r["before"]["rss_kb"] for r in rs])
+            out[t] = med([r["peak"]["rss_kb"] - r["before"]["rss_kb"] for r in rs])
     return out
 
 
@@ -977,7 +977,7 @@ def report(res, a, made):
         w("`benches/memory.sh` (benches/memory.c: examples/c/prov_dev_sample.c with /proc/self/smaps read "
           "before the first `create`, every millisecond during the registration, and 300 ms after "
           "`destroy`), against the installed library of section 6; localhost, retry-after 1, one poll; KB. "
-          "*Added* = peak RSS − the process's RSS before `create`.")
+          "*Added* = peak RSS (the largest sample) − the process's RSS before `create`.")
         w("")
         w("```")
         w(mem["text"])

@@ -42,6 +42,7 @@ done
 readelf -S "build/prefix/lib/$real" | grep -q '\.gnu_debuglink'
 echo "installed: $(cd build/prefix && find . -type f -o -type l | sort | tr '\n' ' ')"
 echo "sizes (bytes): $(cd build/prefix/lib && stat -c '%n %s' "$real" libprov_mqtt_transport.a .debug/* | tr '\n' ';')"
+echo "hot-symbol order (cmake/hot-symbols.txt): $(scripts/hot-symbols.sh --count target/dist/libprov_mqtt_transport.so) (refresh with scripts/hot-symbols.sh after a rustc or dependency update)"
 
 echo "== pkg-config: the C sample built with the installed .pc"
 export PKG_CONFIG_PATH="$PWD/build/prefix/lib/pkgconfig"

@@ -19,9 +19,23 @@
 #
 # Mangled names carry hashes that change with rustc and dependency versions: run this again after
 # such an update (benches/memory.sh prints how many of the list's names the library still has).
+#   scripts/hot-symbols.sh --count LIB   prints how many of the list's names LIB has (a list gone
+#                                   stale after such an update shows), builds and runs nothing
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+if [ "${1:-}" = --count ]; then
+  LIST=cmake/hot-symbols.txt
+  [ -f $LIST ] || { echo "no $LIST"; exit 0; }
+  total=$(grep -cv '^#' $LIST)
+  if [ -z "$(nm "$2" 2>/dev/null | head -1)" ]; then
+    echo "not checked: $2 has no symbol table"
+  else
+    have=$(nm --defined-only "$2" | awk '{print $NF}' | sort -u | comm -12 - <(grep -v '^#' $LIST | sort -u) | wc -l)
+    echo "$have of its $total names in this library"
+  fi
+  exit 0
+fi
 TD=${CARGO_TARGET_DIR:-$ROOT/target}
 command -v valgrind >/dev/null || { echo "hot-symbols: needs valgrind" >&2; exit 1; }
 if [ -n "${1:-}" ]; then
