@@ -44,18 +44,9 @@ mkdir -p "$WORK/lib"
 cp "$SO" "$WORK/lib/libprov_mqtt_transport.so"
 [ $PROFILE = debug ] || strip "$WORK/lib/libprov_mqtt_transport.so"
 ln -s libprov_mqtt_transport.so "$WORK/lib/libprov_mqtt_transport.so.0"
-cc -std=c11 -O2 -Wall -Wextra -Werror -Iinclude -Iexamples/c benches/memory.c \
-  -L"$WORK/lib" -lprov_mqtt_transport -Wl,-rpath,"$WORK/lib" -rdynamic -lpthread -o "$WORK/memory"
-"$EMU" certs --out "$WORK/certs" >/dev/null
-GROUP_KEY=$(head -c 32 /dev/urandom | base64)
-SCOPE=0ne00000000
-"$EMU" serve --certs "$WORK/certs" --scope $SCOPE --group-key "$GROUP_KEY" --retry-after 1 --polls 1 \
-  --mqtt-port 0 --ws-port 0 >"$WORK/emu.out" 2>"$WORK/emu.err" &
-EMU_PID=$!
-for _ in $(seq 100); do grep -q "mqtt=" "$WORK/emu.out" 2>/dev/null && break; sleep 0.05; done
-MQTT_PORT=$(sed -n 's/.*mqtt=[^ ]*:\([0-9]*\).*/\1/p' "$WORK/emu.out" | head -1)
-WS_PORT=$(sed -n 's/.*ws=[^ ]*:\([0-9]*\).*/\1/p' "$WORK/emu.out" | head -1)
-[ -n "$MQTT_PORT" ] || { echo "memory: the emulator did not start" >&2; cat "$WORK/emu.err" >&2; exit 1; }
+. benches/common.sh
+build_memory_driver
+start_emulator memory
 : >"$WORK/results"
 for i in $(seq "$RUNS"); do
   for t in mqtt ws; do

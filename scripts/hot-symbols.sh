@@ -53,18 +53,9 @@ trap 'kill "${EMU_PID:-}" 2>/dev/null || true; rm -rf "$WORK"' EXIT
 mkdir -p "$WORK/lib"
 cp "$SO" "$WORK/lib/libprov_mqtt_transport.so"
 ln -s libprov_mqtt_transport.so "$WORK/lib/libprov_mqtt_transport.so.0"
-cc -std=c11 -O2 -Wall -Wextra -Werror -Iinclude -Iexamples/c benches/memory.c \
-  -L"$WORK/lib" -lprov_mqtt_transport -Wl,-rpath,"$WORK/lib" -rdynamic -lpthread -o "$WORK/memory"
-"$EMU" certs --out "$WORK/certs" --device hot-x509-mqtt --device hot-x509-ws >/dev/null
-GROUP_KEY=$(head -c 32 /dev/urandom | base64)
-SCOPE=0ne00000000
-"$EMU" serve --certs "$WORK/certs" --scope $SCOPE --group-key "$GROUP_KEY" --retry-after 1 --polls 1 \
-  --mqtt-port 0 --ws-port 0 >"$WORK/emu.out" 2>"$WORK/emu.err" &
-EMU_PID=$!
-for _ in $(seq 100); do grep -q "mqtt=" "$WORK/emu.out" 2>/dev/null && break; sleep 0.05; done
-MQTT_PORT=$(sed -n 's/.*mqtt=[^ ]*:\([0-9]*\).*/\1/p' "$WORK/emu.out" | head -1)
-WS_PORT=$(sed -n 's/.*ws=[^ ]*:\([0-9]*\).*/\1/p' "$WORK/emu.out" | head -1)
-[ -n "$MQTT_PORT" ] || { echo "hot-symbols: the emulator did not start" >&2; cat "$WORK/emu.err" >&2; exit 1; }
+. benches/common.sh
+build_memory_driver
+start_emulator hot-symbols --device hot-x509-mqtt --device hot-x509-ws
 traces=()
 for run in mqtt-sym ws-sym mqtt-x509 ws-x509; do
   t=${run%-*}
