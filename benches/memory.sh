@@ -36,7 +36,11 @@ else
   SO=$TD/$PROFILE/libprov_mqtt_transport.so
 fi
 # how many of cmake/hot-symbols.txt's names the library has, so that a stale list shows
-HOT=$(scripts/hot-symbols.sh --count "$SO")
+# (an installed library is stripped: its symbols are in the debug file the package puts beside it)
+SYMBOLS=$SO
+DEBUG_FILE=$(dirname "$SO")/.debug/$(basename "$(readlink -f "$SO")").debug
+[ -n "$(nm "$SO" 2>/dev/null | head -1)" ] || [ ! -f "$DEBUG_FILE" ] || SYMBOLS=$DEBUG_FILE
+HOT=$(scripts/hot-symbols.sh --count "$SYMBOLS")
 WORK=$(mktemp -d)
 trap 'kill "${EMU_PID:-}" 2>/dev/null || true; rm -rf "$WORK"' EXIT
 # the library as installed: its SONAME (libprov_mqtt_transport.so.0) next to it
