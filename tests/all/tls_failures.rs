@@ -352,7 +352,9 @@ fn old_tls_server(version_flag: &str, cert: &str, key: &str) -> Option<OpenSsl> 
         .spawn();
     let child = child.expect("openssl s_server starts");
     let server = OpenSsl { child, port, dir };
-    let deadline = Instant::now() + Duration::from_secs(10);
+    // up to 30 s: it listens within milliseconds, but once took over 10 s on a machine running
+    // two release builds besides the 16 test threads
+    let deadline = Instant::now() + Duration::from_secs(30);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(Instant::now() < deadline, "openssl s_server did not start");
         std::thread::sleep(Duration::from_millis(20));
