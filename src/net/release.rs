@@ -6,12 +6,13 @@
 //! [`RELEASE_AFTER`] after the last handle is destroyed, with no handle alive then, the I/O
 //! thread:
 //! - drops its mappings of the shared library's pages that are never written (code, read-only
-//!   data: the segments without write permission, RELRO excluded). They stay in the page cache;
-//!   the next registration maps them again with minor faults.
+//!   data: the segments without write permission; RELRO, which the loader writes, lies in a
+//!   writable one). They stay in the page cache; the next registration maps them again with
+//!   minor faults.
 //! - drops the pages of its own stack below where it stands.
 //! - asks malloc to return its arenas' free pages (glibc).
 //!
-//! When the library is linked statically, the code is the application's executable: it is left
+//! When this code is linked into the executable (the static library), the executable is left
 //! alone. So is a process under a debugger, whose breakpoints live in private copies of code
 //! pages that dropping would discard.
 #![allow(unsafe_code)]
@@ -60,7 +61,7 @@ impl Drop for Held {
 }
 
 /// Releases what the module docs say, on the calling thread's stack.
-pub fn release() {
+fn release() {
     if !traced() {
         for (start, end) in code_pages().unwrap_or_default() {
             dont_need(start, end);
@@ -98,7 +99,7 @@ type Phdr = libc::Elf32_Phdr;
 
 /// The page-aligned ranges [start, end) of this shared library's segments that are never
 /// written; None when this code is not in a shared library.
-pub fn code_pages() -> Option<Vec<(usize, usize)>> {
+fn code_pages() -> Option<Vec<(usize, usize)>> {
     struct Search {
         at: usize,
         found: Option<Vec<(usize, usize)>>,
@@ -132,25 +133,16 @@ pub fn code_pages() -> Option<Vec<(usize, usize)>> {
         if name.to_bytes().is_empty() {
             return 1; // linked into the executable: found, and left alone
         }
-        let relro = phdrs
-            .iter()
-            .find(|p| p.p_type == libc::PT_GNU_RELRO)
-            .map(range);
         let page = search.page;
-        let mut pages = Vec::new();
-        for p in loads.filter(|p| p.p_flags & libc::PF_W == 0) {
-            let (start, end) = range(p);
-            // whole pages only: a segment's first and last pages may be shared with another
-            let (mut start, end) = (start.div_ceil(page) * page, end / page * page);
-            if let Some((r0, r1)) = relro {
-                if r0 < end && r1 > start {
-                    start = start.max(r1.div_ceil(page) * page);
-                }
-            }
-            if start < end {
-                pages.push((start, end));
-            }
-        }
+        let pages = loads
+            .filter(|p| p.p_flags & libc::PF_W == 0)
+            .map(|p| {
+                // whole pages only: a segment's first and last pages may be shared with another
+                let (start, end) = range(p);
+                (start.div_ceil(page) * page, end / page * page)
+            })
+            .filter(|(start, end)| start < end)
+            .collect();
         search.found = Some(pages);
         1
     }
