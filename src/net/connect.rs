@@ -9,7 +9,7 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use super::io::{read_error, Io};
-use super::{resolve, runtime, tls, ConnectSpec, Flavor, Proxy, TlsSetup};
+use super::{resolve, runtime, tls, upgrade, ConnectSpec, Flavor, Proxy, TlsSetup};
 use crate::dps::MAX_PACKET;
 use crate::error::Error;
 
@@ -76,10 +76,9 @@ pub async fn establish(spec: &ConnectSpec, flavor: Flavor) -> Result<(Io, String
                 .write_buffer_size(0)
                 .max_message_size(Some(MAX_PACKET + 8))
                 .max_frame_size(Some(MAX_PACKET + 8));
-            let (ws, _response) =
-                tokio_tungstenite::client_async_with_config(request, tls, Some(config))
-                    .await
-                    .map_err(|e| upgrade_error(e, host))?;
+            let ws = upgrade::client(request, tls, config)
+                .await
+                .map_err(|e| upgrade_error(e, host))?;
             Ok((
                 Io::Ws(Box::new(ws)),
                 format!("{description} WebSocket {WS_PATH}"),

@@ -13,6 +13,7 @@ mod resumption;
 mod runtime;
 mod signals;
 pub mod tls;
+mod upgrade;
 
 pub use endpoint::Endpoint;
 pub use link::{events_delivered, Goodbye, Link, EVENT_QUEUE};
