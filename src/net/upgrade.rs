@@ -60,6 +60,7 @@ where
 }
 
 /// tungstenite's checks of a whole upgrade answer to `request`.
+#[allow(clippy::result_large_err)] // tungstenite's error, as its handshake gives it (`client`)
 fn check(request: Request, answer: Vec<u8>) -> Result<(), WsError> {
     match ClientHandshake::start(Answered(Cursor::new(answer)), request, None)?.handshake() {
         Ok(_) => Ok(()),
