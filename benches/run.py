@@ -1091,7 +1091,7 @@ def main():
         res["idle"] = bench_idle(ctx, runs=1 if smoke else 5, loop_ms=200 if smoke else 1000)
     if "5" in only:
         res["fleet"] = bench_fleet(ctx, [50] if smoke else [1000, 10000, 20000])
-        res["fleet"] += bench_fleet(ctx, [50] if smoke else [1000, 10000], ws=True)
+        res["fleet"] += bench_fleet(ctx, [50] if smoke else [1000, 10000, 20000], ws=True)
     res["so_size"] = so_size(a.so)
     res["static_size"] = so_size(a.static_sample)
     if a.memory:
