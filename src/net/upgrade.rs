@@ -40,7 +40,7 @@ where
     let (bytes, _key) = generate_request(request.clone())?;
     stream.write_all(&bytes).await?;
     stream.flush().await?;
-    drop(bytes);
+    drop(bytes); // not held while the answer is awaited
     let mut answer = Vec::new();
     let end = loop {
         if let Some((end, _)) = Response::try_parse(&answer)? {
@@ -132,6 +132,8 @@ mod tests {
             .unwrap()
             .to_owned();
         let accept = derive_accept_key(key.as_bytes());
+        // what the client wrote after the request's blank line, read ahead by the BufReader
+        let mut rest = stream.buffer().to_vec();
         let mut stream = stream.into_inner();
         let answer = format!(
             "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
@@ -142,7 +144,6 @@ mod tests {
         let mut bytes = answer.into_bytes();
         bytes.extend_from_slice(&[0x82, 3, b'a', b'b', b'c']);
         stream.write_all(&bytes).await.unwrap();
-        let mut rest = Vec::new();
         let _ = stream.read_to_end(&mut rest).await;
         (lines, rest)
     }
@@ -163,10 +164,11 @@ mod tests {
         let (client_end, server_end) = duplex(4096);
         let server = tokio::spawn(server(server_end, Some("mqtt")));
         let mut ws = client(request(), client_end, config()).await.unwrap();
-        assert_eq!(
-            ws.next().await.unwrap().unwrap(),
-            Message::binary(b"abc".to_vec())
-        );
+        // a frame lost with the answer's read would leave this waiting
+        let frame = tokio::time::timeout(std::time::Duration::from_secs(5), ws.next())
+            .await
+            .expect("the frame that came with the answer");
+        assert_eq!(frame.unwrap().unwrap(), Message::binary(b"abc".to_vec()));
         drop(ws);
         let (lines, after) = server.await.unwrap();
         assert_eq!(lines[0], "GET /$iothub/websocket HTTP/1.1");
@@ -183,7 +185,10 @@ mod tests {
             panic!("the upgrade succeeded")
         };
         assert!(
-            matches!(e, WsError::Protocol(ref p) if p.to_string().contains("ubprotocol")),
+            matches!(
+                e,
+                WsError::Protocol(ProtocolError::SecWebSocketSubProtocolError(_))
+            ),
             "{e:?}"
         );
     }
@@ -196,12 +201,7 @@ mod tests {
             panic!("the upgrade succeeded")
         };
         assert!(
-            matches!(
-                e,
-                WsError::Protocol(
-                    tokio_tungstenite::tungstenite::error::ProtocolError::HandshakeIncomplete
-                )
-            ),
+            matches!(e, WsError::Protocol(ProtocolError::HandshakeIncomplete)),
             "{e:?}"
         );
     }
