@@ -4,10 +4,14 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <net/if.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -45,6 +49,21 @@ void harness_note(const char* fmt, ...) {
     fprintf(stdout, "\n");
     fflush(stdout);
     va_end(ap);
+}
+
+int harness_private_loopback(void) {
+    if (unshare(CLONE_NEWNET) != 0) {
+        harness_note("no network namespace of its own (unshare: %s): using the host's loopback", strerror(errno));
+        return 0;
+    }
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    snprintf(ifr.ifr_name, sizeof ifr.ifr_name, "lo");
+    int s = socket(AF_INET, SOCK_DGRAM, 0);
+    int up = s >= 0 && ioctl(s, SIOCGIFFLAGS, &ifr) == 0 && (ifr.ifr_flags |= IFF_UP, ioctl(s, SIOCSIFFLAGS, &ifr) == 0);
+    if (!up) harness_note("cannot bring up lo in the new network namespace: %s", strerror(errno));
+    if (s >= 0) close(s);
+    return up;
 }
 
 int main(int argc, char** argv) {

@@ -14,6 +14,10 @@ typedef void (*TEST_FN)(void);
 void harness_register(const char* name, TEST_FN fn);
 void harness_fail(const char* file, int line, const char* what);
 void harness_note(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Moves the calling thread, and the threads it starts from now on, into a network namespace of
+ * its own with lo up, where every port is free (the host's may be taken). Returns 1 when done;
+ * 0, with a note, when the process may not (no CAP_SYS_ADMIN) and stays on the host's. */
+int harness_private_loopback(void);
 
 /* TEST(name) { ... } defines and registers a test; CMake reads the names from the sources. */
 #define TEST(name)                                                                       \

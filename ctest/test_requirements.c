@@ -8,11 +8,14 @@
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -792,9 +795,18 @@ TEST(SRS_NODE_PROVISIONING_MQTT_18_038_username_names_scope_registration_and_api
 }
 
 /* Accepts one connection on the given loopback port (IPv4 and IPv6) while a handle created
- * with the bare host name "localhost" connects: proves the default port. */
+ * with the bare host name "localhost" connects: proves the default port. The listeners and the
+ * library's threads live in a network namespace of their own when the harness may make one, so
+ * a host whose 443 or 8883 is taken does not fail the test; where it may not, a lock file keeps
+ * the harness's other builds (scripts/ctest.sh runs them side by side) off the port meanwhile. */
 static void default_port(int ws, int port) {
-    int listeners[2] = {-1, -1}, bound = 0;
+    int listeners[2] = {-1, -1}, bound = 0, lock = -1;
+    if (!harness_private_loopback()) {
+        char path[64];
+        snprintf(path, sizeof path, "/tmp/prov-mqtt-ctest-port-%d.lock", port);
+        lock = open(path, O_RDWR | O_CREAT, 0666);
+        if (lock < 0 || flock(lock, LOCK_EX) != 0) harness_note("cannot lock %s: %s", path, strerror(errno));
+    }
     struct sockaddr_in a4 = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     struct sockaddr_in6 a6 = {.sin6_family = AF_INET6, .sin6_port = htons((uint16_t)port), .sin6_addr = IN6ADDR_LOOPBACK_INIT};
     int one = 1;
@@ -805,7 +817,7 @@ static void default_port(int ws, int port) {
     setsockopt(listeners[1], SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     setsockopt(listeners[1], IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
     if (listeners[1] >= 0 && bind(listeners[1], (struct sockaddr*)&a6, sizeof a6) == 0 && listen(listeners[1], 4) == 0) bound++;
-    if (bound == 0) harness_note("cannot listen on port %d (needs root for 443, or the port is busy)", port);
+    if (bound == 0) harness_note("cannot listen on port %d: %s", port, strerror(errno));
     CHECK(bound > 0);
     DEVICE d;
     device_init(&d, ws, ws ? "req-18-049" : "req-18-050");
@@ -820,6 +832,7 @@ static void default_port(int ws, int port) {
     device_finish(&d);
     close(listeners[0]);
     close(listeners[1]);
+    if (lock >= 0) close(lock);
     CHECK(accepted);
 }
 
