@@ -2,9 +2,11 @@
  * The library's threads, probed as device applications run: fork() and daemon(3) after a
  * registration and in the middle of one, an application that routes SIGTERM to its own sigwait
  * thread, and pthread_create failing (pthread_shim.h) when the I/O thread or a name-resolution
- * thread is needed. README "Threads" says what the library promises.
+ * thread is needed, and destroy with a resolver thread still ending. README "Threads" says what
+ * the library promises.
  */
 #define _GNU_SOURCE
+#include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
 #include <poll.h>
@@ -15,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -307,6 +310,42 @@ TEST(process_resolver_thread_start_failure_is_a_clear_error_at_once) {
     while (threads_named("prov-mqtt-dns") != 0 && now_s() < deadline) sleep_ms(10);
     CHECK_EQ_INT(threads_named("prov-mqtt-dns"), 0);
     CHECK_EQ_INT(threads_named("prov-mqtt-io"), 1);
+}
+
+/* An application may exit the moment destroy returns, and no resolver thread of the library's
+ * may still be ending then: one caught half way by the exit leaves glibc's resolver context
+ * lost (valgrind reports it). Here every thread lingers 50 ms after its work, and each handle is
+ * destroyed as soon as its connection arrives, right after its name was looked up. */
+TEST(process_destroy_leaves_no_resolver_thread_ending) {
+    char literal[64];
+    snprintf(literal, sizeof literal, "127.0.0.1:%d", emu_port(0));
+    double took;
+    CHECK(register_once(0, literal, "process-dns-settle-literal", &took)); /* the I/O thread only */
+    int before = pthread_shim_running();
+    pthread_shim_linger(50);
+    for (int i = 0; i < 5; i++) {
+        int listener = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        socklen_t len = sizeof a;
+        CHECK(bind(listener, (struct sockaddr*)&a, sizeof a) == 0 && listen(listener, 4) == 0 &&
+              getsockname(listener, (struct sockaddr*)&a, &len) == 0);
+        char uri[64]; /* a name, looked up anew for each port */
+        snprintf(uri, sizeof uri, "localhost:%d", ntohs(a.sin_port));
+        DEVICE d;
+        device_init(&d, 0, "process-dns-settle");
+        d.uri = uri;
+        CHECK_EQ_INT(device_start(&d), 0);
+        struct pollfd fd = {listener, POLLIN, 0};
+        int accepted = 0;
+        for (double end = now_s() + 10; !accepted && now_s() < end;) {
+            device_step(&d);
+            accepted = poll(&fd, 1, 5) > 0;
+        }
+        CHECK(accepted);
+        device_finish(&d);
+        CHECK_EQ_INT(pthread_shim_running(), before);
+        close(listener);
+    }
 }
 
 /* KB of this process's mappings of the library's file that are resident (/proc/self/smaps). */

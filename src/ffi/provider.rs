@@ -155,7 +155,9 @@ unsafe extern "C" fn create_mqtt_ws(
     }
 }
 
-/// Frees the handle; no callback runs after it. NULL is a no-op.
+/// Frees the handle; no callback runs after it. NULL is a no-op. Returns once a resolver thread
+/// with nothing left to look up has ended (README "Threads"), so that an application may exit
+/// at once.
 ///
 /// # Safety
 /// `handle` is NULL or a value returned by `create` that was not yet given to `destroy`; it
@@ -170,6 +172,7 @@ unsafe extern "C" fn destroy(handle: PROV_DEVICE_TRANSPORT_HANDLE) {
             if let Some(h) = unsafe { Handle::release(handle) } {
                 h.core.lock().close();
             }
+            crate::net::settle_resolver_threads();
         },
     )
 }

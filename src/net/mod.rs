@@ -18,6 +18,7 @@ mod upgrade;
 pub use endpoint::Endpoint;
 pub use link::{events_delivered, Goodbye, Link, EVENT_QUEUE};
 pub use release::{hold, Held};
+pub use resolve::settle as settle_resolver_threads;
 
 use std::sync::Arc;
 

@@ -7,11 +7,13 @@
 //! error at once. Fewer lookups also mean fewer `getenv` calls on our threads racing a
 //! `setenv` on the application's (README "Threads"): an IP literal is never looked up, a name
 //! is looked up once for every handle waiting on it, and its addresses are reused for
-//! [`FRESH`] unless connecting to all of them failed.
+//! [`FRESH`] unless connecting to all of them failed. A handle's destroy waits for resolver threads
+//! with nothing left to look up to have ended ([`settle`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -25,6 +27,8 @@ use crate::error::Error;
 pub const MAX_THREADS: usize = 2;
 /// How long the addresses of a name are reused.
 pub const FRESH: Duration = Duration::from_secs(30);
+/// How long [`settle`] waits for a resolver thread that is handing out its last answers.
+const SETTLE: Duration = Duration::from_millis(100);
 
 type Addresses = Arc<[SocketAddr]>;
 type Answer = Result<Addresses, Error>;
@@ -40,7 +44,10 @@ struct State {
     /// Names queued or being looked up, with everyone waiting for each.
     waiting: HashMap<Key, Vec<oneshot::Sender<Answer>>>,
     queue: VecDeque<Key>,
+    /// Resolver threads serving the queue.
     threads: usize,
+    /// Resolver threads started and not yet joined.
+    started: Vec<JoinHandle<()>>,
     /// How many times each name was looked up.
     #[cfg(test)]
     lookups: HashMap<Key, usize>,
@@ -144,8 +151,11 @@ fn start_thread(state: &mut State) -> Result<(), Error> {
         return Ok(());
     }
     match runtime::spawn_thread("prov-mqtt-dns", serve) {
-        Ok(()) => {
+        Ok(thread) => {
             state.threads += 1;
+            // those that ended long ago are detached (dropped), not waited for
+            state.started.retain(|t| !t.is_finished());
+            state.started.push(thread);
             Ok(())
         }
         Err(_) if state.threads > 0 => Ok(()),
@@ -205,6 +215,41 @@ fn lookup(host: &str, port: u16) -> Answer {
     match found.is_empty() {
         true => Err(failed(format!("{host:?} has no address"))),
         false => Ok(found.into()),
+    }
+}
+
+/// Waits for the resolver threads to end when nothing is left for them to look up, so that
+/// none is still ending when the application exits right after destroying its handle: a thread
+/// ends by freeing glibc's resolver context, and one caught half way by the process exit leaves
+/// that context lost (valgrind reports it). A lookup under way (another handle's, perhaps
+/// waiting on a slow DNS server) is not waited for; a thread handing out its last answers is
+/// waited for up to [`SETTLE`].
+pub fn settle() {
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let mut slot = STATE.lock();
+        // (in a child of fork() before any lookup: the parent's threads are not ours to join)
+        let pid = std::process::id();
+        let Some(state) = slot.as_mut().filter(|s| s.pid == pid) else {
+            return;
+        };
+        if !state.waiting.is_empty() {
+            return;
+        }
+        if state.threads == 0 {
+            // each has left `serve` and is only ending: joining takes microseconds
+            let ending = std::mem::take(&mut state.started);
+            drop(slot);
+            for thread in ending {
+                let _ = thread.join();
+            }
+            return;
+        }
+        drop(slot);
+        if Instant::now() >= deadline {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(1));
     }
 }
 

@@ -93,14 +93,17 @@ fn start() -> Result<Handle, Error> {
 /// context is freed at thread exit; on a pooled thread that lives to process exit valgrind
 /// calls it lost), and a thread that cannot start is an error now, not a panic on the I/O
 /// thread.
-pub fn spawn_thread(name: &str, work: impl FnOnce() + Send + 'static) -> Result<(), Error> {
+/// Its handle may be joined once `work` has returned (dropping it detaches the thread).
+pub fn spawn_thread(
+    name: &str,
+    work: impl FnOnce() + Send + 'static,
+) -> Result<std::thread::JoinHandle<()>, Error> {
     signals::blocked_while(|| {
         std::thread::Builder::new()
             .name(name.into())
             .stack_size(STACK_SIZE)
             .spawn(work)
     })
-    .map(drop)
     .map_err(|e| Error::ThreadStart {
         thread: "blocking-work",
         why: format!("{name}: {e}"),
@@ -114,9 +117,9 @@ pub async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, Error> {
     let (tx, rx) = tokio::sync::oneshot::channel();
-    spawn_thread(name, move || {
+    drop(spawn_thread(name, move || {
         let _ = tx.send(work());
-    })?;
+    })?);
     rx.await
         .map_err(|_| Error::Internal(format!("the {name} thread ended without an answer")))
 }
